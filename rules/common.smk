@@ -1,0 +1,63 @@
+# Config loading and validation (before any job starts) and the helpers every rule file uses.
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from pathmoe.config import ConfigError, load_experiment
+from pathmoe.io import atomic_write_text
+
+configfile: "configs/default.yaml"
+
+try:
+    EXP = load_experiment(config)
+except ConfigError as exc:
+    sys.exit(f"pathmoe: bad config: {exc}")
+
+OUT = str(EXP.output_dir)
+REPORTS = str(EXP.report_dir)
+RUNS = list(EXP.runs)
+DATASETS = list(EXP.datasets)
+
+wildcard_constraints:
+    run="|".join(map(re.escape, RUNS)) if RUNS else "^$",
+    dataset="|".join(map(re.escape, DATASETS)),
+
+if config.get("plan"):
+    from pathmoe.cost import estimate_gpu_hours, format_plan
+
+    print(format_plan(estimate_gpu_hours(EXP, EXP.cost["gpu_flops"], EXP.cost["mfu"]),
+                      EXP.cost["gpu_flops"], EXP.cost["mfu"]), file=sys.stderr)
+
+
+def run_dir(run):
+    return f"{OUT}/runs/{run}"
+
+
+def data_dir(dataset):
+    return f"{OUT}/data/{dataset}"
+
+
+def run_dataset(wildcards):
+    return EXP.runs[wildcards.run].dataset
+
+
+def spec_resources(stage, default_runtime=60):
+    """Slurm resources of `stage` (train/eval/analysis) for a run, from its scale's config."""
+
+    def pick(key, default):
+        def f(wildcards):
+            res = EXP.runs[wildcards.run].resources.get(stage, {})
+            if key == "gpu":
+                return res.get("gpus", 0) * res.get("nodes", 1)
+            return res.get(key, default)
+        return f
+
+    return pick
+
+
+def recorded(cmd, deterministic=False):
+    """Wrap a stage command so its outputs get provenance records (pathmoe audit record)."""
+    flag = " --deterministic" if deterministic else ""
+    return f"pathmoe audit record{flag} --inputs {{input}} --outputs {{output}} -- {cmd}"

@@ -1,0 +1,65 @@
+# Data: resolved dataset spec -> raw documents -> tokenizer -> token shards (+ offline eval tasks).
+
+localrules: dataset_config
+
+
+rule dataset_config:
+    """The validated dataset config as the data stage reads it; rewritten (and so re-triggering
+    downstream jobs) only when the dataset's config changes."""
+    output:
+        f"{OUT}/data/{{dataset}}/dataset_config.json",
+    params:
+        spec=lambda wc: json.dumps(EXP.dataset_config(wc.dataset), indent=2, sort_keys=True),
+    run:
+        atomic_write_text(output[0], params.spec + "\n")
+
+
+rule fetch_documents:
+    input:
+        f"{OUT}/data/{{dataset}}/dataset_config.json",
+    output:
+        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
+        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+    resources:
+        runtime=600,
+    shell:
+        recorded("pathmoe data fetch --dataset-config {input} --out " + OUT + "/data/{wildcards.dataset}",
+                 deterministic=True)
+
+
+rule build_tokenizer:
+    input:
+        cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
+        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
+    output:
+        directory(f"{OUT}/data/{{dataset}}/tokenizer"),
+    shell:
+        recorded("pathmoe data tokenizer --dataset-config {input.cfg} --out " + OUT + "/data/{wildcards.dataset}",
+                 deterministic=True)
+
+
+rule tokenize:
+    input:
+        cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
+        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
+        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+        tokenizer=f"{OUT}/data/{{dataset}}/tokenizer",
+    output:
+        f"{OUT}/data/{{dataset}}/shards/index.json",
+    threads: 2
+    resources:
+        runtime=1440,
+    shell:
+        recorded("pathmoe data tokenize --dataset-config {input.cfg} --out " + OUT + "/data/{wildcards.dataset}",
+                 deterministic=True)
+
+
+rule offline_tasks:
+    """lm-eval task YAMLs over the held-out split of a built-in corpus (the embedded default)."""
+    input:
+        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+    output:
+        directory(f"{OUT}/data/{{dataset}}/tasks"),
+    shell:
+        recorded("pathmoe eval tasks --data-dir " + OUT + "/data/{wildcards.dataset} --out {output}",
+                 deterministic=True)

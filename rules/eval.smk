@@ -1,0 +1,41 @@
+# Evaluation: every exported checkpoint of a run through lm-eval + validation perplexity,
+# model selection (best average of the final 5), and the one results table every report reads.
+
+
+def eval_inputs(wildcards):
+    spec = EXP.runs[wildcards.run]
+    inputs = {
+        "cfg": f"{OUT}/runs/{wildcards.run}/run_config.json",
+        "summary": f"{OUT}/runs/{wildcards.run}/train_summary.json",
+        "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
+    }
+    if OFFLINE_TASKS & set(spec.eval["tasks"]):
+        inputs["tasks"] = f"{OUT}/data/{spec.dataset}/tasks"
+    return inputs
+
+
+rule eval:
+    input:
+        unpack(eval_inputs),
+    output:
+        records=f"{OUT}/runs/{{run}}/eval/records.csv",
+        selected=f"{OUT}/runs/{{run}}/eval/selected.json",
+    resources:
+        gpu=spec_resources("eval")("gpu", 0),
+        cpus_per_gpu=spec_resources("eval")("cpus", 8),
+        mem_mb=spec_resources("eval")("mem_mb", 8000),
+        runtime=spec_resources("eval")("runtime", 60),
+    log:
+        f"{OUT}/runs/{{run}}/eval.log",
+    shell:
+        recorded("pathmoe eval run --run-config {input.cfg}") + " > {log} 2>&1"
+
+
+rule collect_records:
+    """All runs' eval records in one tidy table (results/records.csv)."""
+    input:
+        expand(f"{OUT}/runs/{{run}}/eval/records.csv", run=RUNS),
+    output:
+        f"{OUT}/results/records.csv",
+    shell:
+        recorded("pathmoe eval collect --records {input} --out {output}", deterministic=True)

@@ -1,0 +1,60 @@
+# Training: one job per run (variant x scale x dataset x seed), through DeepSpeed.
+
+localrules: run_config
+
+OFFLINE_TASKS = {"offline_mc", "offline_cloze"}
+
+
+rule run_config:
+    """The resolved run spec (docs/ARCHITECTURE.md); rewritten only when the run's config changes,
+    so editing one run's config retrains that run and nothing else."""
+    output:
+        f"{OUT}/runs/{{run}}/run_config.json",
+    params:
+        spec=lambda wc: json.dumps(EXP.run_config(wc.run), indent=2, sort_keys=True),
+    run:
+        atomic_write_text(output[0], params.spec + "\n")
+
+
+def train_inputs(wildcards):
+    spec = EXP.runs[wildcards.run]
+    inputs = {
+        "cfg": f"{OUT}/runs/{wildcards.run}/run_config.json",
+        "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
+        "tokenizer": f"{OUT}/data/{spec.dataset}/tokenizer",
+    }
+    source = EXP.source_run(wildcards.run)
+    if source is not None:
+        inputs["source"] = f"{OUT}/runs/{source}/train_summary.json"
+    return inputs
+
+
+def launcher(wildcards):
+    """`srun` when the run spans several GPUs/nodes (one process per GPU), else nothing."""
+    res = EXP.runs[wildcards.run].resources.get("train", {})
+    return "srun" if res.get("gpus", 0) * res.get("nodes", 1) > 1 else ""
+
+
+rule train:
+    """Train one run. Preempted or requeued jobs resume from the last complete DeepSpeed
+    checkpoint in the run directory (only train_summary.json is the rule's output, so Snakemake
+    never deletes checkpoints when it reruns an incomplete job)."""
+    input:
+        unpack(train_inputs),
+    output:
+        f"{OUT}/runs/{{run}}/train_summary.json",
+    params:
+        launcher=launcher,
+    threads: lambda wc: EXP.runs[wc.run].train.get("threads", 1)
+    resources:
+        gpu=spec_resources("train")("gpu", 0),
+        nodes=spec_resources("train")("nodes", 1),
+        tasks_per_gpu=lambda wc: 1 if spec_resources("train")("gpu", 0)(wc) else 0,
+        cpus_per_gpu=spec_resources("train")("cpus_per_gpu", 8),
+        mem_mb=spec_resources("train")("mem_mb", 4000),
+        runtime=spec_resources("train")("runtime", 60),
+        mpi=launcher,
+    log:
+        f"{OUT}/runs/{{run}}/train.log",
+    shell:
+        recorded("{params.launcher} pathmoe train --run-config {input.cfg}") + " > {log} 2>&1"

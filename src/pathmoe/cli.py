@@ -1,0 +1,112 @@
+"""`pathmoe` command line: one sub-command per stage.
+
+Each stage package owns its commands (`pathmoe/<stage>/commands.py`, a `register(subparsers)`
+function); this module only wires them and adds the experiment-level commands (`config`, `plan`).
+Stage commands take explicit files, never the experiment YAML, so they work on any checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from pathmoe import __version__
+
+STAGES = ("data", "train", "eval", "analysis", "report", "audit")
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from pathmoe.config import find_config, load_experiment
+
+    exp = load_experiment(find_config(args.config))
+    print(f"{exp.name}: OK ({len(exp.datasets)} datasets, {len(exp.runs)} runs) -> {exp.output_dir}")
+    return 0
+
+
+def _cmd_config_run(args: argparse.Namespace) -> int:
+    from pathmoe.config import find_config, load_experiment
+
+    exp = load_experiment(find_config(args.config))
+    if args.run not in exp.runs:
+        raise SystemExit(f"error: run {args.run!r} is not in {exp.name}; runs: {', '.join(exp.runs)}")
+    print(json.dumps(exp.run_config(args.run), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_config_get(args: argparse.Namespace) -> int:
+    from pathmoe.io import read_json
+
+    obj = read_json(args.file)
+    if args.key not in obj:
+        raise KeyError(f"{args.file} has no key {args.key!r}; keys: {', '.join(obj)}")
+    print(obj[args.key])
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pathmoe.config import find_config, load_experiment
+    from pathmoe.cost import estimate_gpu_hours, format_plan
+
+    exp = load_experiment(find_config(args.config))
+    gpu_flops = args.gpu_flops or exp.cost["gpu_flops"]
+    mfu = args.mfu or exp.cost["mfu"]
+    print(format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pathmoe", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pathmoe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="validate or inspect an experiment config")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    p = cfg_sub.add_parser("validate", help="validate a config (name in configs/ or a path)")
+    p.add_argument("config", nargs="?", default="default")
+    p.set_defaults(func=_cmd_config_validate)
+    p = cfg_sub.add_parser("run", help="print the resolved spec of one run (its run_config.json)")
+    p.add_argument("config")
+    p.add_argument("run", help="run id, e.g. pathb4_s0")
+    p.set_defaults(func=_cmd_config_run)
+    p = cfg_sub.add_parser("get", help="print one top-level value of a JSON file (rules use it)")
+    p.add_argument("file")
+    p.add_argument("key")
+    p.set_defaults(func=_cmd_config_get)
+
+    p = sub.add_parser("plan", help="estimate GPU-hours of every training run of a config")
+    p.add_argument("--config", default="default", help="config name in configs/ or a path")
+    p.add_argument("--gpu-flops", type=float, default=None, help="peak FLOP/s of one GPU (default: config cost.gpu_flops)")
+    p.add_argument("--mfu", type=float, default=None, help="assumed model FLOPs utilisation (default: config cost.mfu)")
+    p.set_defaults(func=_cmd_plan)
+
+    for stage in STAGES:
+        try:
+            module = importlib.import_module(f"pathmoe.{stage}.commands")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pathmoe.{stage}.commands":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        # Bad input is a one-line message, not a traceback (PATHMOE_DEBUG=1 shows it).
+        if os.environ.get("PATHMOE_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"pathmoe {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Experiment config: load, validate, and resolve into per-dataset and per-run specs.
+
+One YAML file declares a whole experiment: model scales, datasets, routing variants, the runs
+(variant x scale x dataset x seeds, with overrides) and which runs feed which table or figure.
+Everything is checked here, before any job starts, and every error is one line naming the key.
+Stages never read the YAML: they get the resolved JSON specs this module writes
+(docs/ARCHITECTURE.md, "Run spec").
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 300, "micro_batch_size": 8, "global_batch_size": 16, "seq_len": 128,
+    "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 30, "weight_decay": 0.1,
+    "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "precision": "fp32", "zero_stage": 0,
+    "device": "auto", "log_every": 10, "ckpt_every": 100, "export_every": 50, "export_steps": [],
+    "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
+}
+EVAL_DEFAULTS: dict[str, Any] = {
+    "tasks": ["offline_mc", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
+    "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200,
+}
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "tokens": 20_000, "seq_len": 128, "batch_size": 16, "permute_p": [0.0, 0.25, 0.5, 0.75, 1.0],
+    "top_paths": 12, "device": "auto",
+}
+RESOURCE_DEFAULTS: dict[str, Any] = {"gpus": 0, "nodes": 1, "cpus": 1, "mem_mb": 4000, "runtime": 60}
+COST_DEFAULTS: dict[str, Any] = {"gpu_flops": 989e12, "mfu": 0.35}
+ROUTER_MODEL_KEYS = ("router", "block_size", "lbl_coef")
+
+
+class ConfigError(ValueError):
+    """A bad experiment config; the message is one line naming the key and what is allowed."""
+
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """Return `base` updated recursively by `override` (neither is modified)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj`: equal configs hash equal whatever the key order."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a base run from the config expanded for one seed."""
+
+    run: str          # run id, "<base>_s<seed>": the directory name under <out>/runs/
+    base: str         # the name under `runs:` in the config
+    variant: str
+    scale: str
+    dataset: str
+    seed: int
+    model: dict
+    train: dict
+    eval: dict
+    analysis: dict
+    resources: dict
+    init_from: dict | None = None
+    analyze: bool = True
+
+    def to_json(self, output_dir: Path) -> dict:
+        """The resolved run spec of docs/ARCHITECTURE.md, as `run_config.json` holds it."""
+        init = None
+        if self.init_from is not None:
+            src = f"{self.init_from['run']}_s{self.seed}"
+            init = {
+                "checkpoint": str(output_dir / "runs" / src / "hf" / f"step_{self.init_from['step']}"),
+                "restrict_top_paths": self.init_from.get("restrict_top_paths"),
+                "path_tokens": self.init_from.get("path_tokens", 20_000),
+            }
+        return {
+            "run": self.run, "base": self.base, "variant": self.variant, "scale": self.scale,
+            "dataset": self.dataset, "seed": self.seed,
+            "run_dir": str(output_dir / "runs" / self.run),
+            "data_dir": str(output_dir / "data" / self.dataset),
+            "model": self.model, "train": self.train, "eval": self.eval,
+            "analysis": self.analysis, "init_from": init,
+        }
+
+
+@dataclass
+class Experiment:
+    """A validated experiment: datasets and runs resolved, ready to be expanded into jobs."""
+
+    raw: dict
+    name: str
+    output_dir: Path
+    report_dir: Path
+    datasets: dict[str, dict]
+    runs: dict[str, RunSpec]
+    base_runs: dict[str, list[str]] = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+
+    def run_config(self, run: str) -> dict:
+        return self.runs[run].to_json(self.output_dir)
+
+    def dataset_config(self, name: str) -> dict:
+        return self.datasets[name]
+
+    def run_dir(self, run: str) -> Path:
+        return self.output_dir / "runs" / run
+
+    def data_dir(self, dataset: str) -> Path:
+        return self.output_dir / "data" / dataset
+
+    def source_run(self, run: str) -> str | None:
+        """The run whose export `run` continues from (path-restricted runs), if any."""
+        spec = self.runs[run]
+        return None if spec.init_from is None else f"{spec.init_from['run']}_s{spec.seed}"
+
+
+def _fail(msg: str) -> None:
+    raise ConfigError(msg)
+
+
+def _validate_schema(cfg: dict) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            _fail(f"config key {key}: {err.message}; allowed keys: {', '.join(allowed)}")
+        if err.validator == "enum":
+            _fail(f"config key {key}={err.instance!r} is not allowed; allowed: {', '.join(map(repr, err.validator_value))}")
+        if err.validator == "oneOf" and key.endswith("block_size"):
+            _fail(f"config key {key}={err.instance!r} is not allowed; allowed: a positive integer or 'all'")
+        _fail(f"config key {key}: {err.message}")
+
+
+def _resolve_model(run: str, scale_model: dict, variant: dict, override: dict | None) -> dict:
+    model = deep_merge(scale_model, {k: v for k, v in variant.items() if k != "label"})
+    model = deep_merge(model, override)
+    if model.get("block_size") == "all":
+        model["block_size"] = model.get("n_layers")
+    try:
+        from pathmoe.model import PathMoEConfig
+    except ImportError:  # the model package is optional only while bootstrapping an install
+        return model
+    probe = dict(model)
+    if probe.get("vocab_size") is None:
+        probe["vocab_size"] = 2  # resolved from the tokenizer at train time; any size validates the rest
+    try:
+        PathMoEConfig(**probe)
+    except (ValueError, TypeError) as exc:
+        _fail(f"runs.{run}.model: {exc}")
+    return model
+
+
+def load_experiment(source: str | Path | dict, overrides: dict | None = None) -> Experiment:
+    """Load and validate an experiment config (a YAML path or an already-parsed dict).
+
+    Raises ConfigError with a one-line message naming the bad key on any problem, so a bad
+    config fails before a single job starts.
+    """
+    if isinstance(source, dict):
+        cfg = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            _fail(f"config file {path} does not exist")
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            _fail(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
+        if not isinstance(cfg, dict):
+            _fail(f"config file {path} must hold a mapping at the top level")
+    cfg = deep_merge(cfg, overrides)
+    _validate_schema(cfg)
+
+    from pathmoe.data import validate_dataset_config
+
+    datasets = {}
+    for name, dcfg in cfg["datasets"].items():
+        try:
+            datasets[name] = validate_dataset_config(dcfg)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(f"datasets.{name}: {exc}")
+
+    defaults = cfg.get("defaults", {})
+    seeds_default = cfg.get("seeds", [0])
+    train_top = deep_merge(TRAIN_DEFAULTS, cfg.get("train"))
+    eval_top = deep_merge(EVAL_DEFAULTS, cfg.get("eval"))
+    analysis = deep_merge(ANALYSIS_DEFAULTS, cfg.get("analysis"))
+
+    runs: dict[str, RunSpec] = {}
+    base_runs: dict[str, list[str]] = {}
+    for base, rcfg in cfg["runs"].items():
+        variant = rcfg["variant"]
+        if variant not in cfg["variants"]:
+            _fail(f"runs.{base}.variant={variant!r} is not a defined variant; allowed: {', '.join(cfg['variants'])}")
+        scale = rcfg.get("scale", defaults.get("scale"))
+        if scale not in cfg["scales"]:
+            _fail(f"runs.{base}.scale={scale!r} is not a defined scale; allowed: {', '.join(cfg['scales'])}")
+        dataset = rcfg.get("dataset", defaults.get("dataset"))
+        if dataset not in datasets:
+            _fail(f"runs.{base}.dataset={dataset!r} is not a defined dataset; allowed: {', '.join(datasets)}")
+        scfg = cfg["scales"][scale]
+        model = _resolve_model(base, scfg["model"], cfg["variants"][variant], rcfg.get("model"))
+        train = deep_merge(deep_merge(train_top, scfg.get("train")), rcfg.get("train"))
+        if train["global_batch_size"] % train["micro_batch_size"]:
+            _fail(f"runs.{base}.train.global_batch_size={train['global_batch_size']} must be a multiple of "
+                  f"micro_batch_size={train['micro_batch_size']}")
+        if train["seq_len"] > model.get("max_seq_len", train["seq_len"]):
+            _fail(f"runs.{base}.train.seq_len={train['seq_len']} exceeds model.max_seq_len={model['max_seq_len']}")
+        evl = deep_merge(deep_merge(eval_top, scfg.get("eval")), rcfg.get("eval"))
+        resources = {rule: deep_merge(RESOURCE_DEFAULTS, res) for rule, res in scfg.get("resources", {}).items()}
+        base_runs[base] = []
+        for seed in rcfg.get("seeds", seeds_default):
+            run_id = f"{base}_s{seed}"
+            runs[run_id] = RunSpec(
+                run=run_id, base=base, variant=variant, scale=scale, dataset=dataset, seed=seed,
+                model=model, train=deep_merge(train, {"seed": seed}), eval=evl, analysis=analysis,
+                resources=resources, init_from=rcfg.get("init_from"), analyze=rcfg.get("analyze", True),
+            )
+            base_runs[base].append(run_id)
+
+    _resolve_init_from(cfg, runs)
+    output_dir = Path(cfg.get("output_dir", f"results/{cfg['name']}"))
+    exp = Experiment(
+        raw=cfg, name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", "reports")),
+        datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
+    )
+    if "report" in cfg:
+        from pathmoe.report import parse_report_spec
+
+        try:
+            parse_report_spec(cfg["report"], set(base_runs))
+        except ValueError as exc:
+            _fail(f"report: {exc}")
+    return exp
+
+
+def _resolve_init_from(cfg: dict, runs: dict[str, RunSpec]) -> None:
+    """Check path-restricted continuations and make their source runs export the needed step."""
+    for run_id, spec in list(runs.items()):
+        if spec.init_from is None:
+            continue
+        src_base = spec.init_from["run"]
+        if src_base not in cfg["runs"]:
+            _fail(f"runs.{spec.base}.init_from.run={src_base!r} is not a defined run; allowed: {', '.join(cfg['runs'])}")
+        src = runs.get(f"{src_base}_s{spec.seed}")
+        if src is None:
+            _fail(f"runs.{spec.base}.init_from.run={src_base!r} has no seed {spec.seed}")
+        if src.init_from is not None:
+            _fail(f"runs.{spec.base}.init_from.run={src_base!r} is itself a continuation; chains are not supported")
+        step = spec.init_from["step"]
+        if step > src.train["steps"]:
+            _fail(f"runs.{spec.base}.init_from.step={step} exceeds runs.{src_base}.train.steps={src.train['steps']}")
+        if (src.model, src.scale) != (spec.model, spec.scale):
+            _fail(f"runs.{spec.base}: model must equal that of init_from.run={src_base!r} to load its weights")
+        if step not in src.train["export_steps"]:
+            new_train = deep_merge(src.train, {"export_steps": sorted({*src.train["export_steps"], step})})
+            runs[src.run] = RunSpec(**{**src.__dict__, "train": new_train})
+
+
+def find_config(name: str | None) -> Path:
+    """Resolve a config name ("default", "paper-0.9b") or path to a file."""
+    if name is None:
+        name = "default"
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = REPO_CONFIGS / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    _fail(f"config {name!r} not found (neither a file nor configs/{name}.yaml)")
+    raise AssertionError  # unreachable: _fail raises

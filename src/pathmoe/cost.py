@@ -1,0 +1,50 @@
+"""GPU-hour estimate of an experiment before launching it (`pathmoe plan`, `snakemake ... --config plan=1`).
+
+Training dominates a reproduction's cost, so the estimate is the training FLOPs of every run
+(`pathmoe.flops`) at an assumed model FLOPs utilisation of a configurable per-GPU peak.
+Continuations (path-restricted runs) count only their own steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pathmoe.config import Experiment
+from pathmoe.flops import run_gpu_hours
+
+
+@dataclass(frozen=True)
+class RunCost:
+    run: str
+    scale: str
+    tokens: int
+    gpu_hours: float
+
+
+def _vocab_size(exp: Experiment, run: str) -> int:
+    spec = exp.runs[run]
+    if spec.model.get("vocab_size"):
+        return int(spec.model["vocab_size"])
+    tok = exp.datasets[spec.dataset].get("tokenizer", {})
+    return int(tok.get("vocab_size", 32000))
+
+
+def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[RunCost]:
+    """GPU-hours of every training run of `exp`, in config order."""
+    costs = []
+    for run, spec in exp.runs.items():
+        model = {**spec.model, "vocab_size": _vocab_size(exp, run)}
+        tokens = spec.train["steps"] * spec.train["global_batch_size"] * spec.train["seq_len"]
+        costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu)))
+    return costs
+
+
+def format_plan(costs: list[RunCost], gpu_flops: float, mfu: float) -> str:
+    """A table a person reads before launching: one line per run and the total."""
+    lines = [f"GPU-hour estimate at {gpu_flops / 1e12:.0f} TFLOP/s per GPU and MFU {mfu:.0%}:",
+             f"{'run':<24} {'scale':<8} {'tokens':>12} {'GPU-hours':>12}"]
+    for c in costs:
+        lines.append(f"{c.run:<24} {c.scale:<8} {c.tokens:>12.3g} {c.gpu_hours:>12.1f}")
+    total = sum(c.gpu_hours for c in costs)
+    lines.append(f"{'total':<24} {'':<8} {sum(c.tokens for c in costs):>12.3g} {total:>12.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Experiment configs: the shipped ones validate, bad ones fail with one line naming the key."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pathmoe.config import ConfigError, REPO_CONFIGS, load_experiment
+
+DEFAULT = yaml.safe_load((REPO_CONFIGS / "default.yaml").read_text())
+
+
+def bad(mutate) -> str:
+    cfg = copy.deepcopy(DEFAULT)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("name,n_runs", [("default", 28), ("paper-0.9b", 27), ("paper-16b", 2)])
+def test_shipped_configs_validate(name, n_runs):
+    exp = load_experiment(REPO_CONFIGS / f"{name}.yaml")
+    assert len(exp.runs) == n_runs
+
+
+def test_run_spec_resolution():
+    exp = load_experiment(DEFAULT)
+    spec = exp.run_config("pathb4_s0")
+    assert spec["model"]["router"] == "linear" and spec["model"]["block_size"] == 4
+    assert spec["model"]["lbl_coef"] == 0.0
+    assert spec["run_dir"].endswith("runs/pathb4_s0") and spec["data_dir"].endswith("data/builtin")
+    assert spec["train"]["seed"] == 0
+    # "all" resolves to the scale's number of layers
+    assert exp.run_config("pathmoe_s0")["model"]["block_size"] == DEFAULT["scales"]["tiny"]["model"]["n_layers"]
+    # per-run model overrides win over the variant
+    assert exp.run_config("pathb4_lbl_s0")["model"]["lbl_coef"] == 0.01
+
+
+def test_restricted_run_makes_its_source_export_the_step():
+    exp = load_experiment(DEFAULT)
+    init = exp.run_config("pathb8_top10_s0")["init_from"]
+    assert init["checkpoint"].endswith("runs/pathb8_s0/hf/step_40")
+    assert init["restrict_top_paths"] == 10
+    assert 40 in exp.runs["pathb8_s0"].train["export_steps"]
+    assert exp.source_run("pathb8_top10_s0") == "pathb8_s0"
+
+
+def test_seeds_expand_runs():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["seeds"] = [0, 1, 2]
+    exp = load_experiment(cfg)
+    assert exp.base_runs["indep"] == ["indep_s0", "indep_s1", "indep_s2"]
+    assert exp.runs["indep_s2"].train["seed"] == 2
+
+
+def test_unknown_variant_names_the_key():
+    msg = bad(lambda c: c["runs"]["indep"].update(variant="nope"))
+    assert "runs.indep.variant" in msg and "'nope'" in msg and "pathb4" in msg
+
+
+def test_unknown_top_level_key():
+    msg = bad(lambda c: c.update(trian={}))
+    assert "trian" in msg and "allowed keys" in msg
+
+
+def test_bad_router_enum():
+    msg = bad(lambda c: c["variants"]["indep"].update(router="magic"))
+    assert "variants.indep.router" in msg and "'linear'" in msg
+
+
+def test_top_k_larger_than_experts():
+    msg = bad(lambda c: c["runs"]["indep"].update(model={"top_k": 99}))
+    assert "runs.indep" in msg and "top_k" in msg
+
+
+def test_bad_block_size():
+    msg = bad(lambda c: c["variants"]["pathb4"].update(block_size="four"))
+    assert "block_size" in msg and "'all'" in msg
+
+
+def test_global_batch_not_multiple_of_micro():
+    msg = bad(lambda c: c["train"].update(global_batch_size=17))
+    assert "global_batch_size=17" in msg
+
+
+def test_init_from_unknown_run():
+    msg = bad(lambda c: c["runs"]["pathb8_top10"]["init_from"].update(run="ghost"))
+    assert "init_from.run='ghost'" in msg
+
+
+def test_init_from_step_beyond_source():
+    msg = bad(lambda c: c["runs"]["pathb8_top10"]["init_from"].update(step=10_000))
+    assert "init_from.step=10000" in msg
+
+
+def test_cli_validate_one_line_error(tmp_path):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["runs"]["indep"]["scale"] = "huge"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "pathmoe.cli", "config", "validate", str(path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runs.indep.scale='huge'" in lines[0]
+
+
+def test_plan_prints_total_gpu_hours():
+    res = subprocess.run([sys.executable, "-m", "pathmoe.cli", "plan", "--config", "paper-0.9b"],
+                         capture_output=True, text=True, check=True)
+    assert "indep_s0" in res.stdout and res.stdout.strip().splitlines()[-1].startswith("total")
