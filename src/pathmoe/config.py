@@ -78,7 +78,6 @@ class RunSpec:
     analysis: dict
     resources: dict
     init_from: dict | None = None
-    analyze: bool = True
 
     def to_json(self, output_dir: Path) -> dict:
         """The resolved run spec of docs/ARCHITECTURE.md, as `run_config.json` holds it."""
@@ -112,6 +111,7 @@ class Experiment:
     runs: dict[str, RunSpec]
     base_runs: dict[str, list[str]] = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
+    report: Any = None  # pathmoe.report.ReportSpec when the config has a `report:` section
 
     def run_config(self, run: str) -> dict:
         return self.runs[run].to_json(self.output_dir)
@@ -237,7 +237,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             runs[run_id] = RunSpec(
                 run=run_id, base=base, variant=variant, scale=scale, dataset=dataset, seed=seed,
                 model=model, train=deep_merge(train, {"seed": seed}), eval=evl, analysis=analysis,
-                resources=resources, init_from=rcfg.get("init_from"), analyze=rcfg.get("analyze", True),
+                resources=resources, init_from=rcfg.get("init_from"),
             )
             base_runs[base].append(run_id)
 
@@ -251,9 +251,9 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         from pathmoe.report import parse_report_spec
 
         try:
-            parse_report_spec(cfg["report"], set(base_runs))
+            exp.report = parse_report_spec(cfg["report"], set(runs), run_groups=base_runs)
         except ValueError as exc:
-            _fail(f"report: {exc}")
+            _fail(str(exc))
     return exp
 
 

@@ -1,0 +1,138 @@
+# Reports: every table and figure of the paper (LaTeX + JSON + comparison with the paper's
+# numbers; PDF + PNG figures) and one document gathering them. Each artifact depends only on the
+# runs and analyses it shows, so `snakemake reports/tables/table1.tex` trains only Table 1's runs.
+from pathmoe.report import FIGURES, TABLES, TABLES_WITH_REFERENCE
+
+localrules: report_spec
+
+SPEC = f"{OUT}/report_spec.json"
+REPORT_TABLES = [t for t in TABLES if EXP.report is not None and t in EXP.report.tables]
+REPORT_FIGURES = [f for f in FIGURES if EXP.report is not None and f in EXP.report.figures]
+RECORD_TABLES = {"table1", "table2", "table3", "table6", "table7", "table8"}
+RECORD_FIGURES = {"fig3", "fig6a", "fig6b"}
+FIGURE_ANALYSES = {"fig4": ["paths"], "fig5": ["specialization"], "fig7": ["consistency"],
+                   "fig8": ["entropy", "robustness"]}
+
+
+def seed_runs(rows):
+    return [run for row in rows for run in EXP.base_runs[row.run]]
+
+
+def eval_files(runs):
+    return [f"{OUT}/runs/{r}/eval/{f}" for r in runs for f in ("records.csv", "selected.json")]
+
+
+def table_inputs(wildcards):
+    name = wildcards.name
+    runs = seed_runs(EXP.report.rows(name))
+    inputs = {"spec": SPEC, "records": [], "other": []}
+    if name in RECORD_TABLES:
+        inputs["records"] = [f"{OUT}/runs/{r}/eval/records.csv" for r in runs]
+        inputs["other"] = [f"{OUT}/runs/{r}/eval/selected.json" for r in runs]
+    elif name == "table4":
+        inputs["other"] = [f"{OUT}/runs/{r}/analysis/paths.json" for r in runs]
+    elif name == "table5":
+        inputs["other"] = [f"{OUT}/runs/{r}/run_config.json" for r in runs]
+        inputs["other"] += [f"{OUT}/data/{EXP.runs[r].dataset}/shards/index.json" for r in runs
+                            if EXP.runs[r].model.get("vocab_size") is None]
+    return inputs
+
+
+def figure_inputs(wildcards):
+    name = wildcards.name
+    runs = seed_runs(EXP.report.figure_rows(name))
+    inputs = {"spec": SPEC, "records": [], "other": []}
+    if name in RECORD_FIGURES:
+        inputs["records"] = [f"{OUT}/runs/{r}/eval/records.csv" for r in runs]
+        inputs["other"] = [f"{OUT}/runs/{r}/eval/selected.json" for r in runs]
+    for kind in FIGURE_ANALYSES.get(name, []):
+        inputs["other"] += [f"{OUT}/runs/{r}/analysis/{kind}.json" for r in runs]
+    return inputs
+
+
+def records_arg(wildcards, input):
+    return ("--records " + " ".join(input.records)) if input.records else ""
+
+
+rule report_spec:
+    """The parsed `report:` section; rewritten only when it changes."""
+    output:
+        SPEC,
+    params:
+        spec=lambda wc: EXP.report.to_json(),
+    run:
+        atomic_write_text(output[0], params.spec + "\n")
+
+
+rule table_with_reference:
+    input:
+        unpack(table_inputs),
+    output:
+        tex=f"{REPORTS}/tables/{{name}}.tex",
+        json=f"{REPORTS}/tables/{{name}}.json",
+        vs_paper=f"{REPORTS}/tables/{{name}}_vs_paper.tex",
+    wildcard_constraints:
+        name="|".join(TABLES_WITH_REFERENCE),
+    params:
+        records=records_arg,
+    shell:
+        recorded("pathmoe report table {wildcards.name} --spec {input.spec} {params.records}"
+                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/tables", deterministic=True)
+
+
+rule table_plain:
+    input:
+        unpack(table_inputs),
+    output:
+        tex=f"{REPORTS}/tables/{{name}}.tex",
+        json=f"{REPORTS}/tables/{{name}}.json",
+    wildcard_constraints:
+        name="|".join(t for t in TABLES if t not in TABLES_WITH_REFERENCE),
+    shell:
+        recorded("pathmoe report table {wildcards.name} --spec {input.spec}"
+                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/tables", deterministic=True)
+
+
+rule figure:
+    input:
+        unpack(figure_inputs),
+    output:
+        pdf=f"{REPORTS}/figures/{{name}}.pdf",
+        png=f"{REPORTS}/figures/{{name}}.png",
+    wildcard_constraints:
+        name="|".join(FIGURES),
+    params:
+        records=records_arg,
+    shell:
+        recorded("pathmoe report figure {wildcards.name} --spec {input.spec} {params.records}"
+                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/figures")
+
+
+def table_outputs(name):
+    outs = [f"{REPORTS}/tables/{name}.tex", f"{REPORTS}/tables/{name}.json"]
+    if name in TABLES_WITH_REFERENCE:
+        outs.append(f"{REPORTS}/tables/{name}_vs_paper.tex")
+    return outs
+
+
+ALL_ARTIFACTS = [p for t in REPORT_TABLES for p in table_outputs(t)] + \
+    [f"{REPORTS}/figures/{f}.{ext}" for f in REPORT_FIGURES for ext in ("pdf", "png")]
+
+
+rule document:
+    input:
+        spec=SPEC,
+        artifacts=ALL_ARTIFACTS,
+    output:
+        tex=f"{REPORTS}/pathmoe_report.tex",
+        summary=f"{REPORTS}/summary.md",
+    shell:
+        recorded("pathmoe report document --spec {input.spec} --out-dir " + REPORTS, deterministic=True)
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_ARTIFACTS,
+        f"{REPORTS}/pathmoe_report.tex",
+        f"{OUT}/results/records.csv",
