@@ -1,0 +1,130 @@
+"""From tidy eval records to one number (mean, 95% CI, n seeds) per table cell.
+
+Accuracy cells use each run's selected checkpoint (eval/selected.json: best average accuracy among
+the final 5 exports, as in the paper); when that file is missing the same rule is applied to the
+records themselves. Training-side columns (throughput, memory) and val_ppl use the selected step
+when a record exists there, else the latest step. Seeds of a base run are averaged; with >1 seed
+the CI half-width is t_{0.975, n-1} * sd / sqrt(n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+from scipy import stats
+
+from pathmoe.io import read_json
+from pathmoe.report.spec import ReportSpec, TaskColumn
+
+RECORD_COLUMNS = ("run", "variant", "scale", "dataset", "seed", "step", "task", "metric", "value", "stderr")
+# Columns printed in natural units; every other task is an accuracy printed in percent.
+NATURAL_UNITS = {"val_ppl", "throughput_ktok_s", "peak_mem_gib"}
+LOWER_IS_BETTER = {"val_ppl", "peak_mem_gib"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None
+    ci95: float | None = None
+    n: int = 0
+
+
+def load_records(path: str | Path) -> pd.DataFrame:
+    """Read results/records.csv and check its columns against the eval-records contract."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"records file not found: {p}")
+    df = pd.read_csv(p)
+    missing = [c for c in RECORD_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{p}: missing record column(s) {missing}; expected {list(RECORD_COLUMNS)}")
+    return df
+
+
+def scale_factor(task: str) -> float:
+    return 1.0 if task in NATURAL_UNITS else 100.0
+
+
+def mean_ci(values: Sequence[float]) -> Cell:
+    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if len(vals) != len(values) or not vals:
+        return Cell(None, None, len(vals))
+    n = len(vals)
+    mean = sum(vals) / n
+    if n == 1:
+        return Cell(mean, None, 1)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    return Cell(mean, float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n), n)
+
+
+def run_records(records: pd.DataFrame, run: str, context: str) -> pd.DataFrame:
+    sub = records[records["run"].astype(str) == run]
+    if sub.empty:
+        raise ValueError(f"records have no rows for run {run!r} ({context})")
+    return sub
+
+
+def lookup(sub: pd.DataFrame, col: TaskColumn) -> pd.DataFrame:
+    """Records of one column; metric None accepts the task's only metric (several: an error)."""
+    hit = sub[sub["task"] == col.task]
+    if col.metric is not None:
+        hit = hit[hit["metric"] == col.metric]
+    elif hit["metric"].nunique() > 1:
+        raise ValueError(f"task {col.task!r} has several metrics {sorted(hit['metric'].unique())}; name one in the report spec")
+    return hit
+
+
+def selected_step(sub: pd.DataFrame, runs_dir: Path | None, run: str, tasks: Sequence[TaskColumn]) -> int | None:
+    """The run's selected checkpoint step (selected.json, else best avg among the final 5 steps)."""
+    if runs_dir is not None:
+        sel = Path(runs_dir) / run / "eval" / "selected.json"
+        if sel.is_file():
+            return int(read_json(sel)["step"])
+    acc = pd.concat([lookup(sub, t) for t in tasks]) if tasks else sub.iloc[:0]
+    if acc.empty:
+        return None
+    steps = sorted(acc["step"].unique())[-5:]
+    per_step = acc[acc["step"].isin(steps)].groupby("step")["value"].mean()
+    return int(per_step.idxmax())
+
+
+def single_run_values(records: pd.DataFrame, runs_dir: Path | None, run: str,
+                      tasks: Sequence[TaskColumn], extras: Sequence[TaskColumn], context: str) -> dict[str, float | None]:
+    """Printed-unit values of one (seed) run: tasks at the selected step, `avg`, and extras."""
+    sub = run_records(records, run, context)
+    step = selected_step(sub, runs_dir, run, tasks)
+    out: dict[str, float | None] = {}
+    for col in tasks:
+        hit = lookup(sub, col)
+        hit = hit[hit["step"] == step]
+        out[col.task] = float(hit["value"].iloc[0]) * scale_factor(col.task) if len(hit) else None
+    if tasks:
+        accs = [out[c.task] for c in tasks]
+        out["avg"] = None if any(v is None for v in accs) else sum(accs) / len(accs)
+    for col in extras:
+        hit = lookup(sub, col)
+        at_sel = hit[hit["step"] == step]
+        hit = at_sel if len(at_sel) else hit.sort_values("step").tail(1)
+        out[col.task] = float(hit["value"].iloc[0]) * scale_factor(col.task) if len(hit) else None
+    return out
+
+
+def base_run_cells(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | None, base: str,
+                   tasks: Sequence[TaskColumn], extras: Sequence[TaskColumn], context: str) -> dict[str, Cell]:
+    """Mean ± CI over the seed runs of `base` for every column key (tasks, avg, extras)."""
+    per_seed = [single_run_values(records, runs_dir, r, tasks, extras, context) for r in spec.seed_runs(base)]
+    keys: Iterable[str] = per_seed[0].keys()
+    return {k: mean_ci([s[k] if s[k] is not None else math.nan for s in per_seed]) for k in keys}
+
+
+def best_labels(values: dict[str, float | None], col: str, ndigits: int = 2) -> set[str]:
+    """Row labels holding the best printed value of a column (ties all bold)."""
+    shown = {lab: round(v, ndigits) for lab, v in values.items() if v is not None}
+    if len(shown) < 2:
+        return set()
+    best = (min if col in LOWER_IS_BETTER else max)(shown.values())
+    return {lab for lab, v in shown.items() if v == best}

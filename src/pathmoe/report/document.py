@@ -1,0 +1,88 @@
+"""The report's two front doors: a LaTeX main file and a Markdown summary beside the paper.
+
+Both are assembled from files render_table/render_figure already wrote (reports/tables/*.json,
+reports/figures/*.pdf), so the document step never recomputes a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pathmoe.io import atomic_write_text, read_json
+from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
+from pathmoe.report.spec import FIGURES, TABLES, ReportSpec
+from pathmoe.report.tables import TABLES_WITH_REFERENCE
+
+FIGURE_CAPTIONS = {
+    "fig3": "HellaSwag and ARC-Easy accuracy over training, with and without the load balancing loss.",
+    "fig4": "Cumulative token coverage of the top-k most frequent expert paths.",
+    "fig5": "Token categories of the most frequent paths (linguistic specialisation).",
+    "fig6a": "Top-k ablation: average accuracy.",
+    "fig6b": "Block-size ablation: average accuracy.",
+    "fig7": "(a) Path consistency vs window size; (b) run-length distribution of sustained expert engagement.",
+    "fig8": "(a) Per-layer routing entropy; (b) perplexity degradation when expert indices are permuted with probability p.",
+}
+
+
+def write_document(spec: ReportSpec, out_dir: Path) -> Path:
+    """Write <out_dir>/pathmoe_report.tex and <out_dir>/summary.md; return the .tex path.
+
+    Expects <out_dir>/tables/<name>.{tex,json} and <out_dir>/figures/<name>.pdf for every
+    configured artifact (FileNotFoundError naming the first missing one otherwise).
+    """
+    out_dir = Path(out_dir)
+    tables = [t for t in TABLES if t in spec.tables]
+    figures = [f for f in FIGURES if f in spec.figures]
+    needed = [out_dir / "tables" / f"{t}.json" for t in tables] + [out_dir / "figures" / f"{f}.pdf" for f in figures]
+    for p in needed:
+        if not p.is_file():
+            raise FileNotFoundError(f"report document: {p} missing (render it first)")
+    comparisons = [t for t in tables if t in TABLES_WITH_REFERENCE]
+    figs = [{"name": f, "caption": escape(spec.figures[f].get("caption", FIGURE_CAPTIONS[f]))} for f in figures]
+    tex = out_dir / "pathmoe_report.tex"
+    atomic_write_text(tex, render_template("report.tex.j2", tables=tables, figures=figs, comparisons=comparisons))
+    summary = ["# PathMoE reproduction summary", "",
+               "Accuracies in percent at the selected checkpoint; each cell is `ours (paper, Δ)` where the paper reports the number.", ""]
+    for t in tables:
+        summary += markdown_table(t, read_json(out_dir / "tables" / f"{t}.json")) + [""]
+    if figures:
+        summary += ["## Figures", ""] + [f"- `{f}`: {FIGURE_CAPTIONS[f]} (figures/{f}.png)" for f in figures] + [""]
+    atomic_write_text(out_dir / "summary.md", "\n".join(summary))
+    return tex
+
+
+# Tables the paper lays out with systems as columns (metrics/hyperparameters down the side).
+TRANSPOSED = ("table2", "table4", "table5")
+
+
+def _cell(value: Any, paper: Any = None, delta: Any = None) -> str:
+    text = _num(value)
+    if paper is not None:
+        text += f" ({_num(paper)}, {fmt_delta(delta)})"
+    return text.replace("|", "\\|")
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt_auto(float(value))
+    return "--" if value is None else str(value)
+
+
+def markdown_table(name: str, data: dict[str, Any]) -> list[str]:
+    """One table JSON as Markdown, paper and Δ in each cell; tables 2, 4, 5 transposed as in the paper."""
+    cols = data["columns"]
+    labels = data.get("column_labels", {})
+    systems = data.get("row_labels", list(data["rows"]))
+    paper, delta = data.get("paper", {}), data.get("delta", {})
+
+    def cell(row: str, c: str) -> str:
+        return _cell(data["rows"][row].get(c), paper.get(row, {}).get(c), delta.get(row, {}).get(c))
+
+    if name in TRANSPOSED:
+        head, lines_of = systems, [(labels.get(c, c), [cell(s, c) for s in systems]) for c in cols]
+    else:
+        head, lines_of = [labels.get(c, c) for c in cols], [(s, [cell(s, c) for c in cols]) for s in systems]
+    lines = [f"## {name}", "", "| | " + " | ".join(str(h) for h in head) + " |", "|---|" + "---|" * len(head)]
+    lines += [f"| {first} | " + " | ".join(cells) + " |" for first, cells in lines_of]
+    return lines

@@ -1,0 +1,293 @@
+"""Reports: tables from known records (values, bold, order), analysis tables, the paper reference's
+integrity, paper comparison, figures and the document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from pathmoe.io import atomic_write_json
+from pathmoe.report import (TABLES_WITH_REFERENCE, ReportSpec, compare_with_paper, load_reference,
+                            parse_report_spec, render_figure, render_table, write_document)
+from pathmoe.report import commands, hyperparams
+
+TASKS8 = ["arc_easy", "boolq", "hellaswag", "lambada_openai", "openbookqa", "piqa", "social_iqa", "winogrande"]
+TASK_SPEC = [{"task": t, "metric": "acc_norm" if t in ("arc_easy", "hellaswag", "openbookqa", "piqa") else "acc",
+              "label": t[:5]} for t in TASKS8[:3]]
+STEPS = [100, 200, 300]
+SELECTED = 200
+# Accuracy (fraction) per run per task at the selected step; other steps get a worse value.
+ACC = {"indep_s0": [0.40, 0.50, 0.30], "indep_s1": [0.44, 0.52, 0.34], "pathb4": [0.46, 0.48, 0.36],
+       "xmoe": [0.42, 0.56, 0.20]}
+EXTRA = {"indep_s0": (13.0, 55.0, 66.0), "indep_s1": (12.0, 55.0, 66.0), "pathb4": (12.2, 56.0, 66.5),
+         "xmoe": (14.0, 54.0, 60.0)}
+
+
+def report_cfg() -> dict:
+    return {
+        "tasks": TASK_SPEC,
+        "tasks_16b": [{"task": "winogrande", "metric": "acc", "label": "WinoGrande", "category": "Commonsense"},
+                      {"task": "piqa", "metric": "acc_norm", "label": "PIQA", "category": "Commonsense"},
+                      {"task": "boolq", "metric": "acc", "label": "BoolQ", "category": "Language"}],
+        "run_groups": {"indep": ["indep_s0", "indep_s1"]},
+        "tables": {
+            "table1": {"groups": [{"label": "Independent Routing", "rows": [{"label": "Indep-MoE", "run": "indep"},
+                                                                          {"label": "X-MoE", "run": "xmoe"}]},
+                                  {"label": "Path-Constrained Routing", "rows": [{"label": "PathB4-MoE", "run": "pathb4"}]}]},
+            "table2": {"rows": [{"label": "Indep-MoE", "run": "indep"}, {"label": "PathMoE", "run": "pathb4"}]},
+            "table4": {"rows": [{"label": "PathB4-MoE", "run": "pathb4"}, {"label": "Indep-MoE", "run": "xmoe"}]},
+            "table5": {"rows": [{"label": "tiny", "run": "pathb4"}]},
+            "table6": {"rows": [{"label": "Indep-MoE LBL=0.01", "run": "xmoe", "cells": ["Indep-MoE", "0.01"]},
+                                {"label": "PathB4-MoE LBL=0", "run": "pathb4", "cells": ["PathB4-MoE", "0"]}]},
+            "table9": {},
+        },
+        "figures": {
+            "fig3": {"tasks": ["hellaswag", "arc_easy"], "rows": [{"label": "Indep", "run": "indep"}, {"label": "B4", "run": "pathb4"}]},
+            "fig4": {"rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
+            "fig5": {"top_paths": 3, "rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
+            "fig6a": {"rows": [{"label": "k=1", "run": "xmoe"}, {"label": "k=2", "run": "indep"}, {"label": "k=4", "run": "pathb4"}]},
+            "fig6b": {"rows": [{"label": "B1", "run": "xmoe"}, {"label": "B4", "run": "pathb4"}]},
+            "fig7": {"rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
+            "fig8": {"rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "indep"}]},
+        },
+    }
+
+
+RUNS = {"indep_s0", "indep_s1", "pathb4", "xmoe"}
+
+
+def make_records() -> pd.DataFrame:
+    rows = []
+    for run, accs in ACC.items():
+        for step in STEPS:
+            for spec_t, acc in zip(TASK_SPEC, accs):
+                value = acc if step == SELECTED else acc - 0.05
+                rows.append((run, run, "tiny", "builtin", 0, step, spec_t["task"], spec_t["metric"], value, 0.01))
+            rows.append((run, run, "tiny", "builtin", 0, step, "winogrande", "acc", 0.5 + accs[0] / 10, 0.01))
+            rows.append((run, run, "tiny", "builtin", 0, step, "piqa", "acc_norm", 0.6, 0.01))
+            ppl, thr, mem = EXTRA[run]
+            rows.append((run, run, "tiny", "builtin", 0, step, "val_ppl", "ppl", ppl + (step != SELECTED), 0.0))
+        rows.append((run, run, "tiny", "builtin", 0, STEPS[-1], "throughput_ktok_s", "value", thr, 0.0))
+        rows.append((run, run, "tiny", "builtin", 0, STEPS[-1], "peak_mem_gib", "value", mem, 0.0))
+    return pd.DataFrame(rows, columns=["run", "variant", "scale", "dataset", "seed", "step", "task", "metric", "value", "stderr"])
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    runs = tmp_path / "runs"
+    for i, run in enumerate(sorted(RUNS)):
+        d = runs / run
+        atomic_write_json(d / "eval" / "selected.json", {"step": SELECTED, "avg": 0.4, "std_final5": 0.01, "candidates": STEPS})
+        H = 3.0 + i
+        a = d / "analysis"
+        atomic_write_json(a / "paths.json", {"num_tokens": 1000, "num_layers": 4, "routing_entropy_bits": H, "unique_paths": 100 + i,
+                                             "effective_path_space": 2 ** H, "consecutive_layer_correlation": 0.5 + i / 10,
+                                             "coverage": {"k": [1, 10, 100], "fraction": [0.1, 0.5, 1.0]}})
+        atomic_write_json(a / "consistency.json", {"windows": list(range(2, 13)), "path_consistency": [0.8 - j / 50 for j in range(11)],
+                                                   "run_lengths": {"length": [1, 2, 3, 4], "fraction": [0.5, 0.3, 0.15, 0.05]}})
+        atomic_write_json(a / "entropy.json", {"layers": [0, 1, 2, 3], "mean_entropy_bits": [2.0, 1.9, 1.8, 1.7]})
+        atomic_write_json(a / "robustness.json", {"p": [0, 0.5, 1.0], "ppl": [10, 20, 40], "degradation_pct": [0, 100, 300]})
+        atomic_write_json(a / "specialization.json", {"mean_concentration": 0.6, "paths": [
+            {"path": [j, j, 1, 2], "count": 50 - j, "categories": {"numbers": 0.7, "pronouns": 0.3 - j / 20, "other": j / 20},
+             "concentration": 0.7} for j in range(4)]})
+        atomic_write_json(d / "run_config.json", {
+            "run": run, "variant": run, "scale": "tiny", "dataset": "builtin", "seed": 0, "run_dir": str(d), "data_dir": str(tmp_path / "data"),
+            "model": {"vocab_size": 4096, "d_model": 64, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "n_experts": 8, "top_k": 2, "expert_hidden": 32},
+            "train": {"steps": 300, "global_batch_size": 16, "seq_len": 128, "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 30,
+                      "weight_decay": 0.1, "betas": [0.9, 0.95], "precision": "fp32"}})
+    monkeypatch.setattr(hyperparams, "parameter_counter", lambda m: {"total": 1_234_567, "active": 456_789})
+    cats = types.ModuleType("pathmoe.analysis.categories")
+    cats.CATEGORY_TABLE = [{"name": "person_names", "type": "Lexical", "examples": ["Andrea", "John"], "rule": "name list"},
+                           {"name": "adverbs_other", "type": "Pattern", "examples": ["slowly"], "rule": "Words ending in -ly"}]
+    monkeypatch.setitem(sys.modules, "pathmoe.analysis.categories", cats)
+    spec = parse_report_spec(report_cfg(), RUNS)
+    return spec, make_records(), runs, tmp_path / "reports"
+
+
+# ----------------------------------------------------------------------------- spec
+def test_spec_round_trip_and_errors():
+    spec = parse_report_spec(report_cfg(), RUNS)
+    again = ReportSpec.from_json(spec.to_json())
+    assert again.rows("table1") == spec.rows("table1") and again.seed_runs("indep") == ["indep_s0", "indep_s1"]
+    assert [g.label for g in spec.groups("table1")] == ["Independent Routing", "Path-Constrained Routing"]
+    bad = report_cfg()
+    bad["tables"]["table1"]["groups"][1]["rows"][0]["run"] = "nosuch"
+    with pytest.raises(ValueError, match=r"report\.tables\.table1\.groups\[1\]\.rows\[0\]\.run: unknown run 'nosuch'"):
+        parse_report_spec(bad, RUNS)
+    bad = report_cfg()
+    bad["tables"]["table1"]["colour"] = "red"
+    with pytest.raises(ValueError, match=r"report\.tables\.table1: .*'colour'"):
+        parse_report_spec(bad, RUNS)
+    bad = report_cfg()
+    bad["tables"]["table6"]["rows"][0]["cells"] = ["Indep-MoE"]
+    with pytest.raises(ValueError, match=r"table6\.rows\[0\]\.cells: expected 2"):
+        parse_report_spec(bad, RUNS)
+    cfg = report_cfg()
+    del cfg["run_groups"]
+    spec = parse_report_spec(cfg, RUNS, run_groups={"indep": ["indep_s0", "indep_s1"]})
+    assert spec.seed_runs("indep") == ["indep_s0", "indep_s1"] and spec.seed_runs("pathb4") == ["pathb4"]
+    bad = report_cfg()
+    bad["run_groups"]["indep"] = ["indep_s9"]
+    with pytest.raises(ValueError, match=r"run_groups\.indep: unknown run 'indep_s9'"):
+        parse_report_spec(bad, RUNS)
+
+
+# ----------------------------------------------------------------------------- table 1
+def test_table1_values_bold_order_and_ci(env):
+    spec, records, runs, out = env
+    paths = render_table("table1", spec, records, out / "tables", runs, load_reference())
+    assert [p.name for p in paths] == ["table1.tex", "table1.json", "table1_vs_paper.tex"]
+    data = json.loads(paths[1].read_text())
+    assert data["row_labels"] == ["Indep-MoE", "X-MoE", "PathB4-MoE"]
+    assert data["columns"] == ["arc_easy", "boolq", "hellaswag", "avg", "val_ppl", "throughput_ktok_s", "peak_mem_gib"]
+    # Selected step (200) values, percent, mean over the two indep seeds.
+    indep = data["rows"]["Indep-MoE"]
+    assert indep["arc_easy"] == pytest.approx(42.0) and indep["boolq"] == pytest.approx(51.0)
+    assert indep["avg"] == pytest.approx((42 + 51 + 32) / 3)
+    assert data["rows"]["PathB4-MoE"]["avg"] == pytest.approx((46 + 48 + 36) / 3)
+    assert indep["val_ppl"] == pytest.approx(12.5) and indep["throughput_ktok_s"] == pytest.approx(55.0)
+    # 95% CI of two seeds: t_{0.975,1} * sd / sqrt(2), sd of (40, 44) = 2*sqrt(2).
+    assert data["ci95"]["Indep-MoE"]["arc_easy"] == pytest.approx(stats.t.ppf(0.975, 1) * 2 * math.sqrt(2) / math.sqrt(2))
+    assert data["n_seeds"] == {"Indep-MoE": 2, "X-MoE": 1, "PathB4-MoE": 1}
+    assert data["paper"]["Indep-MoE"]["arc_easy"] == 44.57
+    assert data["delta"]["Indep-MoE"]["arc_easy"] == pytest.approx(42.0 - 44.57)
+
+    tex = paths[0].read_text()
+    body = {line.split(" & ")[0]: line.split(" & ") for line in tex.splitlines() if " & " in line}
+    # Best per column: arc_easy PathB4 (46), boolq X-MoE (56), hellaswag PathB4 (36), avg PathB4,
+    # PPL lowest = PathB4 (12.2), throughput highest = PathB4 (56), memory lowest = X-MoE (60).
+    bold = {col: [lab for lab, cells in body.items() if r"\textbf" in cells[i + 1]] for i, col in enumerate(data["columns"])}
+    assert bold == {"arc_easy": ["PathB4-MoE"], "boolq": ["X-MoE"], "hellaswag": ["PathB4-MoE"], "avg": ["PathB4-MoE"],
+                    "val_ppl": ["PathB4-MoE"], "throughput_ktok_s": ["PathB4-MoE"], "peak_mem_gib": ["X-MoE"]}
+    order = [tex.index(s) for s in ("Independent Routing", "Indep-MoE &", "X-MoE &", "Path-Constrained Routing", "PathB4-MoE &")]
+    assert order == sorted(order)
+    assert r"\toprule" in tex and r"(k tok/s/GPU)" in tex and r"$_{\pm" in tex
+
+
+def test_missing_cells_and_missing_run(env):
+    spec, records, runs, out = env
+    partial = records[~((records["run"] == "xmoe") & (records["task"] == "boolq"))]
+    data = json.loads(render_table("table1", spec, partial, out, runs, {})[1].read_text())
+    assert data["rows"]["X-MoE"]["boolq"] is None and data["rows"]["X-MoE"]["avg"] is None
+    assert "X-MoE & " in (out / "table1.tex").read_text() and "--" in (out / "table1.tex").read_text()
+    with pytest.raises(ValueError, match=r"no rows for run 'pathb4' \(table1 row 'PathB4-MoE'\)"):
+        render_table("table1", spec, records[records["run"] != "pathb4"], out, runs, {})
+
+
+def test_selection_falls_back_to_best_of_final5(env):
+    spec, records, runs, out = env
+    (runs / "pathb4" / "eval" / "selected.json").unlink()
+    data = json.loads(render_table("table1", spec, records, out, runs, {})[1].read_text())
+    assert data["rows"]["PathB4-MoE"]["arc_easy"] == pytest.approx(46.0)  # step 200 is the best average
+
+
+# ----------------------------------------------------------------------------- other tables
+def test_table2_layout_and_bold(env):
+    spec, records, runs, out = env
+    tex = render_table("table2", spec, records, out, runs, load_reference())[0].read_text()
+    lines = [line for line in tex.splitlines() if " & " in line]
+    assert lines[0].startswith("Category & Task & Indep-MoE & PathMoE")
+    assert lines[1].startswith("Commonsense & WinoGrande") and lines[2].startswith(" & PIQA")
+    assert lines[3].startswith("Language & BoolQ") and lines[-1].startswith("Average &  & ")
+    # BoolQ: indep (51.0) beats pathb4 (48.0) -> bold in the Indep column only.
+    assert lines[3].split(" & ")[2].startswith(r"\textbf{51.00}") and r"\textbf" not in lines[3].split(" & ")[3]
+
+
+def test_table4_from_paths_json(env):
+    spec, records, runs, out = env
+    paths = render_table("table4", spec, records, out, runs, load_reference())
+    data = json.loads(paths[1].read_text())
+    # sorted run names: indep_s0, indep_s1, pathb4 (i=2), xmoe (i=3)
+    assert data["rows"]["PathB4-MoE"] == {"routing_entropy_bits": 5.0, "consecutive_layer_correlation": pytest.approx(70.0),
+                                          "unique_paths": 102.0, "effective_path_space": 32.0}
+    assert data["delta"]["Indep-MoE"]["routing_entropy_bits"] == pytest.approx(6.0 - 22.20)
+    tex = paths[0].read_text()
+    assert "5.00 bits & 6.00 bits" in tex and r"70.0\% & 80.0\%" in tex
+
+
+def test_table5_and_table9(env):
+    spec, records, runs, out = env
+    paths = render_table("table5", spec, records, out, runs, {})
+    assert len(paths) == 2
+    rows = json.loads(paths[1].read_text())["rows"]["tiny"]
+    assert rows["Total parameters"] == "1.23M" and rows["Active parameters"] == "457K" and rows["Top-k routing"] == "2"
+    assert rows["Training steps"] == "300" and rows["Precision"] == "FP32"
+    assert hyperparams.human_count(0.9e9) == "0.9B" and hyperparams.human_count(16.2e9) == "16.2B"
+    tex = render_table("table9", spec, records, out, runs, {})[0].read_text()
+    assert "person\\_names & Lexical & Andrea, John" in tex and "adverbs\\_other & Pattern & Words ending in -ly" in tex
+
+
+def test_table6_stub_cells(env):
+    spec, records, runs, out = env
+    tex = render_table("table6", spec, records, out, runs, load_reference())[0].read_text()
+    assert "Routing & LBL &" in tex and "Indep-MoE & 0.01 & 42.00" in tex
+
+
+# ----------------------------------------------------------------------------- reference
+def test_reference_transcription_integrity():
+    ref = load_reference()
+    t1_rows = ["Indep-MoE", "Rand-MoE", "X-MoE", "Recurrent-MoE", "MonoB8-MoE", "LowRank-MoE", "PathMoE", "PathB8-MoE", "PathB4-MoE"]
+    assert list(ref["table1"]) == t1_rows
+    for row in t1_rows:
+        assert list(ref["table1"][row]) == TASKS8 + ["avg", "val_ppl", "throughput_ktok_s", "peak_mem_gib"]
+    # Each printed task value and the printed avg are rounded to 0.005, so |mean - avg| <= 0.01.
+    for table in ("table1", "table3", "table6", "table7", "table8"):
+        for row, vals in ref[table].items():
+            assert abs(sum(vals[t] for t in TASKS8) / 8 - vals["avg"]) <= 0.01, (table, row)
+    for row, vals in ref["table2"].items():
+        tasks = [k for k in vals if k != "avg"]
+        assert len(tasks) == 12 and sorted(tasks) == sorted(sum(ref["table2_categories"].values(), []))
+        assert abs(sum(vals[t] for t in tasks) / 12 - vals["avg"]) <= 0.01, row
+    # Shared rows transcribed twice must agree (Table 6 and 8 repeat Table 1 rows).
+    assert ref["table6"]["PathB4-MoE LBL=0"] == {k: v for k, v in ref["table1"]["PathB4-MoE"].items() if k in TASKS8 + ["avg"]}
+    assert ref["table8"]["X-MoE"] == {k: v for k, v in ref["table1"]["X-MoE"].items() if k in TASKS8 + ["avg"]}
+    assert ref["table4"]["PathB4-MoE"]["routing_entropy_bits"] == 21.14 and ref["figures"]["fig8"]["indep_degradation_pct_p1"] == 5328
+
+
+def test_compare_with_paper():
+    table = {"table": "table8", "columns": ["arc_easy", "avg"], "rows": {"X-MoE": {"arc_easy": 43.0, "avg": None}, "Mine": {"arc_easy": 1.0}}}
+    out = compare_with_paper(table, load_reference(), {"arc_easy": 0.5})
+    by = {(c.row, c.col): c for c in out}
+    assert by[("X-MoE", "arc_easy")].delta == pytest.approx(43.0 - 43.27) and by[("X-MoE", "arc_easy")].within
+    assert by[("X-MoE", "avg")].ours is None and not by[("X-MoE", "avg")].within
+    assert not by[("X-MoE", "boolq")].within and all(c.row == "X-MoE" for c in out) and len(out) == 9
+
+
+# ----------------------------------------------------------------------------- figures, document, CLI
+def test_figures_and_document(env):
+    spec, records, runs, out = env
+    for name in ("fig3", "fig4", "fig5", "fig6a", "fig6b", "fig7", "fig8"):
+        pdf, png = render_figure(name, spec, records, runs, out / "figures")
+        assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 1000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    for name in spec.tables:
+        render_table(name, spec, records, out / "tables", runs, load_reference())
+    tex = write_document(spec, out).read_text()
+    for name in spec.tables:
+        assert rf"\input{{tables/{name}.tex}}" in tex
+        assert (rf"\input{{tables/{name}_vs_paper.tex}}" in tex) == (name in TABLES_WITH_REFERENCE)
+    assert r"\includegraphics[width=\linewidth]{figures/fig8.pdf}" in tex
+    md = (out / "summary.md").read_text()
+    assert "| Indep-MoE | 42.00 (44.57, -2.57) |" in md and "## table9" in md
+
+
+def test_cli_table(env, tmp_path):
+    spec, records, runs, out = env
+    spec.write(tmp_path / "spec.json")
+    records.to_csv(tmp_path / "records.csv", index=False)
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "table", "table1", "--spec", str(tmp_path / "spec.json"),
+                              "--records", str(tmp_path / "records.csv"), "--runs-dir", str(runs), "--out-dir", str(out)])
+    args.func(args)
+    assert json.loads((out / "table1.json").read_text())["rows"]["PathB4-MoE"]["boolq"] == pytest.approx(48.0)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", "table", "table10", "--spec", "x", "--runs-dir", "y"])
