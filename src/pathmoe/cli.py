@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pathmoe import __version__
 
-STAGES = ("data", "train", "eval", "analysis", "report", "audit")
+# command name -> stage package owning it (imported only when that command runs: each pulls in
+# torch, lm-eval, matplotlib, ... and a Snakemake job should not pay for all of them).
+STAGES = {"data": "data", "train": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -58,7 +60,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (with `command`) one with only that stage's commands registered."""
     parser = argparse.ArgumentParser(prog="pathmoe", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pathmoe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -83,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=None, help="assumed model FLOPs utilisation (default: config cost.mfu)")
     p.set_defaults(func=_cmd_plan)
 
-    for stage in STAGES:
+    for name, stage in STAGES.items():
+        if command is not None and command != name:
+            continue
         try:
             module = importlib.import_module(f"pathmoe.{stage}.commands")
         except ModuleNotFoundError as exc:
@@ -95,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in STAGES else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,126 @@
+"""Reproduced tables beside the paper's numbers, with one tolerance rule for every cell.
+
+Tolerance X (`--paper-tolerance X`) means:
+- accuracy cells (every lm-eval task column and `avg`, printed in percent): |ours - paper| <= X
+  percentage points;
+- natural-unit cells (val_ppl, throughput_ktok_s, peak_mem_gib and Table 4's routing statistics):
+  |ours - paper| / |paper| <= X percent (relative); a paper value of 0 must be matched exactly.
+A paper cell the reproduction left empty counts as outside tolerance.
+Matching rows/columns to the paper is the report stage's `compare_with_paper`; this module only
+finds the tables and applies the rule above.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from pathmoe.io import read_json
+
+NATURAL_UNIT_COLUMNS = frozenset({
+    "val_ppl", "throughput_ktok_s", "peak_mem_gib",  # Table 1's training-side columns
+    "routing_entropy_bits", "consecutive_layer_correlation", "unique_paths", "effective_path_space",  # Table 4
+})
+
+
+@dataclass(frozen=True)
+class CellCheck:
+    table: str
+    row: str
+    col: str
+    ours: float | None
+    paper: float
+    diff: float | None  # ours - paper in printed units
+    rel_pct: float | None  # 100 * diff / |paper| (None when paper == 0 or ours missing)
+    rule: str  # "pp" (accuracy, percentage points) or "rel%" (relative percent)
+    within: bool
+
+
+def _compare(table: Mapping[str, Any], reference: Mapping[str, Any]) -> list[tuple[str, str, float | None, float]]:
+    """(row, col, ours, paper) for every paper cell of a reproduced row, via the report stage."""
+    try:
+        from pathmoe.report import compare_with_paper
+    except ImportError:
+        try:
+            from pathmoe.report.reference import compare_with_paper
+        except ImportError:
+            compare_with_paper = None
+    if compare_with_paper is not None:
+        return [(c.row, c.col, c.ours, c.paper) for c in compare_with_paper(table, reference, float("inf"))]
+    # The report stage is not installed: read the table's own "paper" field, cell by cell.
+    out = []
+    for row, paper_row in reference.items():
+        if row in table.get("rows", {}) and isinstance(paper_row, Mapping):
+            for col, paper in paper_row.items():
+                if isinstance(paper, (int, float)):
+                    ours = table["rows"][row].get(col)
+                    out.append((row, col, None if ours is None else float(ours), float(paper)))
+    return out
+
+
+def _default_reference(warnings: list[str]) -> dict[str, Any]:
+    """The report stage's transcription of the paper (configs/paper_reference.yaml), if present."""
+    try:
+        from pathmoe.report.reference import load_reference
+
+        return load_reference()
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        warnings.append(f"paper reference unavailable: {e}")
+        return {}
+
+
+def check_cell(table: str, row: str, col: str, ours: float | None, paper: float, tolerance: float) -> CellCheck:
+    """Apply the tolerance rule of this module's docstring to one cell."""
+    rule = "rel%" if col in NATURAL_UNIT_COLUMNS else "pp"
+    if ours is None or ours != ours:  # missing or NaN
+        return CellCheck(table, row, col, None, paper, None, None, rule, False)
+    diff = ours - paper
+    rel = 100.0 * diff / abs(paper) if paper else None
+    if rule == "pp":
+        within = abs(diff) <= tolerance + 1e-9
+    else:
+        within = diff == 0 if rel is None else abs(rel) <= tolerance + 1e-9
+    return CellCheck(table, row, col, ours, paper, diff, rel, rule, within)
+
+
+def find_tables(directory: str | os.PathLike) -> list[Path]:
+    """Every tables/<name>.json under `directory` (reports/tables/ by default; records excluded)."""
+    return sorted(p for p in Path(directory).rglob("*.json")
+                  if p.parent.name == "tables" and not p.name.endswith(".prov.json") and not p.name.startswith("."))
+
+
+def compare_tables(directory: str | os.PathLike, tolerance: float,
+                   reference: Mapping[str, Any] | None = None) -> tuple[list[CellCheck], list[str]]:
+    """Check every table under `directory`; return (cell checks, warnings about skipped tables).
+
+    A table's own "paper" field is its reference; otherwise `reference` (the whole paper
+    reference, {table: {row: {col: value}}}; default: the report stage's load_reference()) indexed
+    by the table's name.
+    """
+    if tolerance < 0:
+        raise ValueError(f"--paper-tolerance {tolerance}: must be >= 0")
+    checks: list[CellCheck] = []
+    warnings: list[str] = []
+    for path in find_tables(directory):
+        table = read_json(path)
+        name = str(table.get("table", path.stem)) if isinstance(table, dict) else path.stem
+        if not isinstance(table, dict) or not isinstance(table.get("rows"), dict):
+            warnings.append(f"{path}: no 'rows' mapping, not compared")
+            continue
+        own = table.get("paper")
+        if not own and reference is None:
+            reference = _default_reference(warnings)
+        ref = own or (reference or {}).get(name)
+        if not ref:
+            warnings.append(f"{path}: no paper numbers for {name}, not compared")
+            continue
+        # A table's own "paper" field is keyed by its row labels already: no label mapping then.
+        table = {**table, "table": name, **({"paper_labels": {}} if own else {})}
+        checks += [check_cell(name, row, col, ours, paper, tolerance) for row, col, ours, paper in _compare(table, ref)]
+    return checks, warnings
+
+
+def checks_to_json(checks: list[CellCheck]) -> list[dict[str, Any]]:
+    return [asdict(c) for c in checks]

@@ -1,0 +1,149 @@
+"""Check a tree of artifacts against their provenance records.
+
+Per artifact, in order of severity: `missing` (output gone), `tampered` (output bytes differ from
+the record, or the record itself is unreadable), `stale-input` (an input changed or vanished
+after the artifact was made, so the artifact no longer follows from what is on disk), `ok`.
+`--reexec` then upgrades ok deterministic artifacts to `reexec-ok` or `reexec-mismatch`.
+Content is the truth: a newer mtime with unchanged bytes is only a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from pathmoe.audit.hashing import RECORD_SUFFIX, HashCache, hash_path, newest_mtime
+from pathmoe.audit.provenance import load_record, output_of_record
+
+OK, TAMPERED, MISSING, STALE = "ok", "tampered", "missing", "stale-input"
+REEXEC_OK, REEXEC_MISMATCH = "reexec-ok", "reexec-mismatch"
+FAILING = frozenset({TAMPERED, MISSING, STALE, REEXEC_MISMATCH})
+MTIME_SLACK_S = 2.0  # coarse file-system timestamps; the record is written right after the output
+
+
+@dataclass
+class ArtifactResult:
+    """The verdict on one artifact; `record` is the parsed record (None when unreadable)."""
+
+    record_file: Path
+    output: Path
+    root: Path  # directory the record's relative paths resolve against
+    status: str = OK
+    details: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    record: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+    def to_json(self, base: Path | None = None) -> dict[str, Any]:
+        rel = os.path.relpath(self.output, base) if base else str(self.output)
+        rec = self.record or {}
+        return {"artifact": rel, "status": self.status, "details": self.details, "warnings": self.warnings,
+                "record": str(self.record_file), "deterministic": rec.get("deterministic"),
+                "sha256": (rec.get("output") or {}).get("sha256")}
+
+
+def find_records(directory: str | os.PathLike) -> list[Path]:
+    """All `*.prov.json` under `directory`, skipping atomic-write temporaries and .snakemake/."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"audit directory {str(d)!r}: no such directory")
+    found = []
+    for root, dirs, names in os.walk(d):
+        dirs[:] = sorted(x for x in dirs if x != ".snakemake" and not x.startswith(".pathmoe-reexec"))
+        found += [Path(root) / n for n in names if n.endswith(RECORD_SUFFIX) and not n.startswith(".")]
+    return sorted(found)
+
+
+def record_root(record_file: Path, record: dict[str, Any]) -> Path:
+    """Where the job's working directory is now: the record's location minus the output's relative
+    path (so a run directory copied elsewhere still verifies), else the recorded cwd."""
+    rel = PurePosixPath(record["output"]["path"])
+    out = output_of_record(record_file).absolute()
+    if not rel.is_absolute() and out.parts[-len(rel.parts):] == rel.parts:
+        return Path(*out.parts[: -len(rel.parts)])
+    return Path(record["command"]["cwd"])
+
+
+def resolve(root: Path, stored: str) -> Path:
+    p = Path(stored)
+    return p if p.is_absolute() else root / p
+
+
+def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bool = False) -> ArtifactResult:
+    """Verify one record's output and inputs against the files on disk."""
+    output = output_of_record(record_file)
+    try:
+        rec = load_record(record_file)
+    except ValueError as e:
+        return ArtifactResult(record_file, output, output.parent, TAMPERED, [str(e)])
+    res = ArtifactResult(record_file, output, record_root(record_file, rec), record=rec)
+    want = rec["output"]
+    if not output.exists():
+        res.status = MISSING
+        res.details.append(f"output {want['path']} no longer exists")
+        return res
+    got = hash_path(output, cache)
+    if got["sha256"] != want["sha256"] or got["kind"] != want.get("kind", got["kind"]):
+        res.status = TAMPERED
+        sizes = f"{got['bytes']} vs {want.get('bytes')} bytes"
+        if "dir" in (got["kind"], want.get("kind")):
+            sizes = (f"{got['kind']} of {got['files']} files vs recorded {want.get('kind')} "
+                     f"of {want.get('files')}, {sizes}")
+        res.details.append(f"output {want['path']} sha256 {got['sha256'][:12]} != recorded {want['sha256'][:12]}"
+                           f" ({sizes})")
+        return res
+    if newest_mtime(output) > record_file.stat().st_mtime + MTIME_SLACK_S:
+        res.warnings.append(f"output {want['path']} modified after its record (content unchanged)")
+    for entry in rec.get("inputs", []):
+        path = resolve(res.root, entry["path"])
+        if not path.exists():
+            msg = f"input {entry['path']} no longer exists"
+            (res.warnings if allow_missing_inputs else res.details).append(msg)
+            continue
+        now = hash_path(path, cache)["sha256"]
+        if now != entry["sha256"]:
+            res.details.append(f"input {entry['path']} changed after the artifact was made "
+                               f"(sha256 {now[:12]} != recorded {entry['sha256'][:12]})")
+    if res.details:
+        res.status = STALE
+    return res
+
+
+def verify_dir(
+    directory: str | os.PathLike | Sequence[str | os.PathLike],
+    reexec: bool = False,
+    allow_missing_inputs: bool = False,
+    reexec_timeout: float | None = 3600.0,
+    cache: HashCache | None = None,
+) -> list[ArtifactResult]:
+    """Verify every record under `directory` (or several directories, e.g. results/ and reports/,
+    whose jobs are then re-executed once even when their outputs span both); with `reexec`,
+    re-run deterministic jobs (see pathmoe.audit.reexec)."""
+    cache = cache or HashCache()
+    dirs = [directory] if isinstance(directory, (str, os.PathLike)) else list(directory)
+    records, seen = [], set()
+    for d in dirs:
+        for r in find_records(d):
+            if r.resolve() not in seen:
+                seen.add(r.resolve())
+                records.append(r)
+    results = [check_artifact(r, cache, allow_missing_inputs)
+               for r in tqdm(records, desc="verify", unit="artifact", leave=False)]
+    if reexec:
+        from pathmoe.audit.reexec import reexec_results
+
+        reexec_results(results, cache, reexec_timeout)
+    return results
+
+
+def summarize(results: list[ArtifactResult]) -> dict[str, int]:
+    """Count of artifacts per status, statuses in a fixed order."""
+    order = [OK, REEXEC_OK, REEXEC_MISMATCH, STALE, TAMPERED, MISSING]
+    return {s: n for s in order if (n := sum(r.status == s for r in results))}
