@@ -1,0 +1,121 @@
+"""Resume checkpoints (DeepSpeed) and Hugging Face exports, both crash-safe.
+
+DeepSpeed writes a checkpoint as many files under a tag directory; a kill during that write
+leaves a directory that looks like a checkpoint. So we never trust a tag directory by itself:
+after every rank has saved, rank 0 atomically rewrites `ds_ckpt/complete.json`, the list of
+finished tags, and resume only ever loads a tag from that list. Exports go to a temporary
+directory that is renamed into place, so `hf/step_<N>/` exists only when complete.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from pathmoe.io import atomic_path, atomic_write_json, read_json
+
+MARKER = "complete.json"
+KEEP_DS = 2
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step may draw from (python, numpy, torch CPU and CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeCheckpoints:
+    """DeepSpeed checkpoints under `ds_ckpt/` with a completion marker; keeps the last two."""
+
+    def __init__(self, ckpt_dir: str | Path, rank: int) -> None:
+        self.dir = Path(ckpt_dir)
+        self.rank = rank
+
+    def complete_tags(self) -> list[str]:
+        marker = self.dir / MARKER
+        return list(read_json(marker)["tags"]) if marker.exists() else []
+
+    def latest(self) -> str | None:
+        """The newest complete tag, or None for a fresh run."""
+        tags = self.complete_tags()
+        return tags[-1] if tags else None
+
+    def save(self, engine: Any, step: int, client_state: dict[str, Any]) -> str:
+        """Save on every rank, then (rank 0) mark the tag complete and prune old tags."""
+        import torch.distributed as dist
+
+        tag = f"step_{step}"
+        if self.rank == 0 and (self.dir / tag).exists() and tag not in self.complete_tags():
+            shutil.rmtree(self.dir / tag)  # a torn save from a killed run: start it clean
+        if dist.is_initialized():
+            dist.barrier()
+        engine.save_checkpoint(str(self.dir), tag=tag, client_state=client_state, save_latest=False)
+        if dist.is_initialized():
+            dist.barrier()
+        if self.rank == 0:
+            tags = [t for t in self.complete_tags() if t != tag] + [tag]
+            atomic_write_json(self.dir / MARKER, {"tags": tags[-KEEP_DS:]})
+            for old in tags[:-KEEP_DS]:
+                shutil.rmtree(self.dir / old, ignore_errors=True)
+        if dist.is_initialized():
+            dist.barrier()
+        return tag
+
+    def load(self, engine: Any, tag: str) -> dict[str, Any]:
+        """Load `tag` (model, optimizer, scheduler) and return our client_state."""
+        path, client = engine.load_checkpoint(str(self.dir), tag=tag, load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"DeepSpeed checkpoint {self.dir / tag} could not be loaded")
+        return client
+
+
+def export_steps_to_keep(steps: Iterable[int], keep: int, pinned: Iterable[int]) -> list[int]:
+    """The exports that survive: the final `keep` by step (model selection, paper 4.2) + pinned."""
+    steps = sorted(set(steps))
+    pinned = set(pinned)
+    return sorted(set(steps[-keep:]) | (pinned & set(steps)))
+
+
+def existing_exports(hf_dir: Path) -> list[int]:
+    if not hf_dir.exists():
+        return []
+    return sorted(int(p.name[5:]) for p in hf_dir.iterdir()
+                  if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit())
+
+
+def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
+              state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `hf/step_<step>/` atomically: save_pretrained + the tokenizer files copied in."""
+    target = hf_dir / f"step_{step}"
+    with atomic_path(target) as tmp:
+        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+        if tokenizer_dir is not None and tokenizer_dir.is_dir():
+            for f in tokenizer_dir.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+    return target
+
+
+def prune_exports(hf_dir: Path, keep: int, pinned: Iterable[int]) -> list[int]:
+    """Delete exports outside `export_steps_to_keep`; return the kept steps."""
+    steps = existing_exports(hf_dir)
+    kept = export_steps_to_keep(steps, keep, pinned)
+    for s in set(steps) - set(kept):
+        shutil.rmtree(hf_dir / f"step_{s}", ignore_errors=True)
+    return kept

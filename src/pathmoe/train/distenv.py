@@ -1,0 +1,57 @@
+"""Process-group environment for every launcher: DeepSpeed's, torchrun, srun, or none.
+
+DeepSpeed reads RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; without them it tries
+mpi4py. srun sets only SLURM_* variables, and a plain `python` sets nothing, so both are mapped
+here before `deepspeed.init_distributed` runs (once per process: DeepSpeed keeps the group).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_dist_env(env: dict[str, str] | None = None) -> dict[str, int]:
+    """Fill the torch.distributed variables in `env` (default os.environ); return rank/world/local."""
+    env = os.environ if env is None else env
+    if "RANK" not in env:
+        if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+            env["RANK"] = env["SLURM_PROCID"]
+            env["WORLD_SIZE"] = env["SLURM_NTASKS"]
+            env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+            if "MASTER_ADDR" not in env:
+                nodes = env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", ""))
+                if nodes and "[" not in nodes and "," not in nodes:
+                    env["MASTER_ADDR"] = nodes
+                elif int(env["WORLD_SIZE"]) > 1:
+                    raise ValueError("MASTER_ADDR is unset under srun with several nodes; export "
+                                     "MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)")
+            if "MASTER_PORT" not in env:
+                env["MASTER_PORT"] = str(29500 + int(env.get("SLURM_JOB_ID", "0")) % 1000)
+        else:
+            env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"] = "0", "1", "0"
+    env.setdefault("LOCAL_RANK", "0")
+    env.setdefault("WORLD_SIZE", "1")
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in env:
+        if int(env["WORLD_SIZE"]) > 1:
+            raise ValueError("MASTER_PORT is unset with WORLD_SIZE > 1; set it (all ranks must agree)")
+        env["MASTER_PORT"] = str(_free_port())
+    return {"rank": int(env["RANK"]), "world_size": int(env["WORLD_SIZE"]), "local_rank": int(env["LOCAL_RANK"])}
+
+
+def init_distributed(backend: str) -> dict[str, int]:
+    """Set up the env and DeepSpeed's process group once per process (later calls are no-ops)."""
+    import deepspeed
+    import torch.distributed as dist
+
+    info = setup_dist_env()
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend=backend)
+    return info
