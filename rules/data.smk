@@ -1,4 +1,4 @@
-# Data: resolved dataset spec -> raw documents -> tokenizer -> token shards (+ offline eval tasks).
+# Data: resolved dataset spec -> raw documents -> tokenizer -> token shards.
 
 localrules: dataset_config
 
@@ -53,13 +53,3 @@ rule tokenize:
         recorded("pathmoe data tokenize --dataset-config {input.cfg} --out " + OUT + "/data/{wildcards.dataset}",
                  deterministic=True)
 
-
-rule offline_tasks:
-    """lm-eval task YAMLs over the held-out split of a built-in corpus (the embedded default)."""
-    input:
-        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
-    output:
-        directory(f"{OUT}/data/{{dataset}}/tasks"),
-    shell:
-        recorded("pathmoe eval tasks --data-dir " + OUT + "/data/{wildcards.dataset} --out {output}",
-                 deterministic=True)

@@ -9,8 +9,9 @@ def eval_inputs(wildcards):
         "summary": f"{OUT}/runs/{wildcards.run}/train_summary.json",
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
     }
-    if OFFLINE_TASKS & set(spec.eval["tasks"]):
-        inputs["tasks"] = f"{OUT}/data/{spec.dataset}/tasks"
+    if OFFLINE_TASKS & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):
+        # offline tasks are built (deterministically) from the held-out documents inside the job
+        inputs["val_docs"] = f"{OUT}/data/{spec.dataset}/raw/val.jsonl"
     return inputs
 
 
@@ -37,5 +38,7 @@ rule collect_records:
         expand(f"{OUT}/runs/{{run}}/eval/records.csv", run=RUNS),
     output:
         f"{OUT}/results/records.csv",
+    params:
+        run_dirs=[f"{OUT}/runs/{run}" for run in RUNS],
     shell:
-        recorded("pathmoe eval collect --records {input} --out {output}", deterministic=True)
+        recorded("pathmoe eval collect --runs {params.run_dirs} --out {output}", deterministic=True)

@@ -1,0 +1,152 @@
+"""Offline lm-eval tasks built from the held-out split, so the embedded default evaluates with no hub.
+
+Both tasks are real lm-eval YAML tasks over local jsonl files and run through the same harness
+as the paper's benchmarks; only their data is ours:
+
+- `offline_mc` (HellaSwag/PIQA style): context = the beginning of a held-out document up to a
+  sentence boundary; choices = the real next sentence and three word-shuffled copies of it. The
+  distractors hold exactly the same words (so the same unigram likelihood): only word order tells
+  them apart, which even a tiny model learns in seconds while an untrained one cannot. Chance 1/4.
+- `offline_cloze` (LAMBADA style): predict the word that ends a sentence from the passage before it;
+  acc = the target is the greedy continuation (is_greedy), perplexity of the target too.
+
+Everything is derived deterministically from `<data_dir>/raw/val.jsonl` and `seed`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from importlib import resources
+from pathlib import Path
+
+from pathmoe.io import atomic_path, atomic_write_text
+
+N_CHOICES = 4
+MAX_CONTEXT_WORDS = 64  # keeps prompts well inside a smoke model's context (seq_len 128 tokens)
+MIN_SENTENCE_WORDS = 4  # shorter sentences have too few distinct shuffles
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"^([A-Za-z][A-Za-z'\-]*)([.!?,;:\"']*)$")
+
+
+def read_documents(val_jsonl: Path) -> list[str]:
+    """The held-out documents' texts, in file order."""
+    if not val_jsonl.is_file():
+        raise FileNotFoundError(f"held-out documents not found: {val_jsonl} (run the data stage first)")
+    docs = []
+    with open(val_jsonl) as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                obj = json.loads(line)
+                if not isinstance(obj.get("text"), str):
+                    raise ValueError(f"{val_jsonl}:{line_no}: missing string field 'text'")
+                docs.append(obj["text"])
+    return docs
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def _tail_words(sentences: list[str]) -> str:
+    words = " ".join(sentences).split()
+    return " ".join(words[-MAX_CONTEXT_WORDS:])
+
+
+def _shuffles(sentence: str, rng: random.Random, n: int) -> list[str] | None:
+    """`n` distinct word orders of `sentence`, none equal to it (None if the sentence has too few)."""
+    words = sentence.split()
+    seen = {sentence}
+    out: list[str] = []
+    for _ in range(50 * n):
+        perm = words[:]
+        rng.shuffle(perm)
+        cand = " ".join(perm)
+        if cand not in seen:
+            seen.add(cand)
+            out.append(cand)
+            if len(out) == n:
+                return out
+    return None
+
+
+def make_mc_examples(docs: list[str], seed: int, n_examples: int) -> list[dict]:
+    """`{"context", "choices", "label"}` rows: the real next sentence vs word shuffles of it."""
+    rng = random.Random(seed)
+    sentences = [split_sentences(doc) for doc in docs]
+    sites = [(d, i) for d, sents in enumerate(sentences) for i in range(1, len(sents))]
+    rng.shuffle(sites)
+    rows = []
+    for d, i in sites:
+        sents = sentences[d]
+        gold = sents[i]
+        if len(gold.split()) < MIN_SENTENCE_WORDS:
+            continue
+        distractors = _shuffles(gold, rng, N_CHOICES - 1)
+        if distractors is None:
+            continue
+        label = rng.randrange(N_CHOICES)
+        choices = distractors[:label] + [gold] + distractors[label:]
+        rows.append({"context": _tail_words(sents[:i]), "choices": choices, "label": label})
+        if len(rows) == n_examples:
+            break
+    return rows
+
+
+def make_cloze_examples(docs: list[str], seed: int, n_examples: int) -> list[dict]:
+    """`{"context", "target"}` rows: the passage up to a sentence's last word, and that word.
+
+    Like LAMBADA, targets are words the passage makes predictable: preferably ones that already
+    occur at least twice in it (recurring people, places, objects, not one-off fillers); other
+    sentence-final words fill up only if there are too few.
+    """
+    rng = random.Random(seed + 1)
+    seen_in_context, other = [], []
+    for doc in docs:
+        sents = split_sentences(doc)
+        for i, sent in enumerate(sents):
+            words = sent.split()
+            m = _WORD.match(words[-1]) if len(words) >= MIN_SENTENCE_WORDS else None
+            if m is None:
+                continue
+            target = m.group(1)
+            context = _tail_words(sents[:i] + [" ".join(words[:-1])])
+            row = {"context": context, "target": target}
+            n_seen = sum(w.strip(".,!?;:\"'") == target for w in context.split())
+            (seen_in_context if n_seen >= 2 else other).append(row)
+    rng.shuffle(seen_in_context)
+    rng.shuffle(other)
+    return (seen_in_context + other)[:n_examples]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def build_offline_tasks(data_dir: str | Path, out_dir: str | Path, seed: int = 0, n_examples: int = 500) -> Path:
+    """Write `offline_mc` / `offline_cloze` data + YAMLs under `out_dir` and return it.
+
+    Pass the returned directory to `lm_eval.tasks.TaskManager(include_path=...)`. The YAMLs hold
+    absolute `data_files` paths because lm-eval would resolve relative ones against the cwd.
+    Deterministic: the same val.jsonl, seed and n_examples give byte-identical files.
+    """
+    if n_examples < 1:
+        raise ValueError(f"n_examples must be >= 1, got {n_examples}")
+    docs = read_documents(Path(data_dir) / "raw" / "val.jsonl")
+    out = Path(out_dir).resolve()
+    builders = {"offline_mc": make_mc_examples, "offline_cloze": make_cloze_examples}
+    built = {}
+    for name, make in builders.items():
+        rows = make(docs, seed, n_examples)
+        if not rows:
+            raise ValueError(f"{data_dir}/raw/val.jsonl yields no {name} examples: need documents with "
+                             f">= 2 sentences of >= {MIN_SENTENCE_WORDS} words")
+        built[name] = rows
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        for name, rows in built.items():
+            _write_jsonl(tmp / f"{name}.jsonl", rows)
+            template = resources.files("pathmoe.eval").joinpath(f"task_templates/{name}.yaml").read_text()
+            (tmp / f"{name}.yaml").write_text(template.replace("@DATA_FILE@", str(out / f"{name}.jsonl")))
+    return out

@@ -1,0 +1,118 @@
+"""`evaluate_run`: every export of a run -> eval/step_<N>.csv -> eval/records.csv + selected.json.
+
+Resumable per checkpoint: each checkpoint's rows are cached atomically as eval/step_<N>.csv and
+skipped next time (a crash loses at most the checkpoint in flight). All inputs are validated before
+anything is written, so bad input leaves no partial output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pathmoe.eval.checkpoint import check_export, list_exports, load_checkpoint, resolve_device
+from pathmoe.eval.harness import check_tasks, run_tasks
+from pathmoe.eval.metrics import NON_TASK_ROWS, OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
+from pathmoe.eval.offline import build_offline_tasks
+from pathmoe.eval.perplexity import validation_perplexity
+from pathmoe.eval.records import RUN_KEYS, select_checkpoint, to_frame, training_rows, write_csv
+from pathmoe.io import atomic_write_json, read_json
+
+EVAL_DEFAULTS: dict[str, Any] = {
+    "tasks": list(OFFLINE_TASKS), "curve_tasks": [], "num_fewshot": {}, "batch_size": 16, "limit": None,
+    "device": "auto", "ppl_tokens": 50000, "offline_examples": 200, "offline_seed": 1234,
+}
+
+
+def load_run_config(run_config: dict | str | Path) -> dict:
+    cfg = run_config if isinstance(run_config, dict) else read_json(run_config)
+    for key in (*RUN_KEYS, "run_dir", "data_dir", "train"):
+        if key not in cfg:
+            raise ValueError(f"run config: missing key {key!r}")
+    if "seq_len" not in cfg["train"]:
+        raise ValueError("run config: missing key 'train.seq_len'")
+    return cfg
+
+
+def eval_settings(cfg: dict) -> dict:
+    """The run's `eval` dict over EVAL_DEFAULTS, checked key by key."""
+    given = cfg.get("eval") or {}
+    unknown = sorted(set(given) - set(EVAL_DEFAULTS))
+    if unknown:
+        raise ValueError(f"eval: unknown key(s) {unknown}; allowed are {sorted(EVAL_DEFAULTS)}")
+    ev = {**EVAL_DEFAULTS, **{k: v for k, v in given.items() if v is not None or k == "limit"}}
+    for key in ("tasks", "curve_tasks"):
+        if not isinstance(ev[key], list) or not all(isinstance(t, str) for t in ev[key]):
+            raise ValueError(f"eval.{key}={ev[key]!r}: must be a list of task names")
+    # Every export is scored on the selection tasks plus the curve tasks (Fig 3), in that order.
+    ev["all_tasks"] = list(dict.fromkeys(ev["tasks"] + ev["curve_tasks"]))
+    for key in ("batch_size", "ppl_tokens", "offline_examples"):
+        if not isinstance(ev[key], int) or ev[key] < 1:
+            raise ValueError(f"eval.{key}={ev[key]!r}: must be an integer >= 1")
+    if not isinstance(ev["num_fewshot"], dict) or set(ev["num_fewshot"]) - set(ev["all_tasks"]):
+        raise ValueError(f"eval.num_fewshot={ev['num_fewshot']!r}: must map tasks of eval.tasks to shot counts")
+    if ev["limit"] is not None and not (isinstance(ev["limit"], (int, float)) and ev["limit"] > 0):
+        raise ValueError(f"eval.limit={ev['limit']!r}: must be null or a positive number")
+    if ev["device"] not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"eval.device={ev['device']!r}: allowed are 'auto', 'cpu', 'cuda'")
+    return ev
+
+
+def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | None) -> list[dict]:
+    """Validation perplexity + every task of the run for one export."""
+    data_dir = Path(cfg["data_dir"])
+    bf16 = cfg["train"].get("precision") == "bf16"
+    model, tokenizer = load_checkpoint(ckpt, ev["device"], bf16=bf16, tokenizer_dir=data_dir / "tokenizer")
+    ppl = validation_perplexity(model, data_dir / "shards", int(cfg["train"]["seq_len"]), ev["ppl_tokens"],
+                                batch_size=ev["batch_size"])
+    rows = [{"task": VAL_PPL, "metric": "ppl", "value": ppl, "stderr": float("nan")}]
+    rows += run_tasks(model, tokenizer, ev["all_tasks"], num_fewshot=ev["num_fewshot"], batch_size=ev["batch_size"],
+                      limit=ev["limit"], include_path=offline_dir)
+    return rows
+
+
+def _cached(path: Path, tasks: list[str]) -> pd.DataFrame | None:
+    """A step's cached rows, if they cover exactly the current task list (else re-evaluate)."""
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    return frame if set(frame["task"]) == {VAL_PPL, *tasks} else None
+
+
+def evaluate_run(run_config: dict | str | Path) -> Path:
+    """Evaluate every `<run_dir>/hf/step_*/` export; write eval/records.csv and eval/selected.json."""
+    cfg = load_run_config(run_config)
+    ev = eval_settings(cfg)
+    resolve_device(ev["device"])  # a GPU run on a machine without one fails here, before any writing
+    check_tasks(ev["all_tasks"])
+    run_dir = Path(cfg["run_dir"])
+    exports = list_exports(run_dir)
+    if not exports:
+        raise FileNotFoundError(f"no checkpoints to evaluate: {run_dir / 'hf'} has no step_<N>/ exports")
+    for _, ckpt in exports:
+        check_export(ckpt, Path(cfg["data_dir"]) / "tokenizer")
+    train_rows = training_rows(run_dir)  # validates train_summary.json before anything is written
+
+    eval_dir = run_dir / "eval"
+    offline_dir = None
+    if any(t in OFFLINE_TASKS for t in ev["all_tasks"]):
+        offline_dir = build_offline_tasks(cfg["data_dir"], eval_dir / "offline_tasks",
+                                          seed=ev["offline_seed"], n_examples=ev["offline_examples"])
+    frames = []
+    for step, ckpt in tqdm(exports, desc=f"eval {cfg['run']}"):
+        cache = eval_dir / f"step_{step}.csv"
+        frame = _cached(cache, ev["all_tasks"])
+        if frame is None:
+            frame = to_frame(evaluate_checkpoint(ckpt, cfg, ev, offline_dir), cfg, step)
+            write_csv(frame, cache)
+        frames.append(frame)
+    if train_rows is not None:
+        frames.append(to_frame(train_rows[1], cfg, train_rows[0]))
+    records = pd.concat(frames, ignore_index=True)[list(RECORD_COLUMNS)]
+    out = write_csv(records, eval_dir / "records.csv")
+    selection_rows = records[records["task"].isin([*ev["tasks"], *NON_TASK_ROWS])]
+    atomic_write_json(eval_dir / "selected.json", select_checkpoint(selection_rows, run_dir))
+    return out
