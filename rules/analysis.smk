@@ -1,7 +1,7 @@
 # Path analyses of each run's selected checkpoint on a fixed held-out token set (Tables 3-4,
 # Figures 4, 5, 7, 8). Routing traces are collected once; every analysis reads them.
 
-TRACE_ANALYSES = ["paths", "consistency", "entropy", "specialization", "top_paths"]
+TRACE_ANALYSES = ["paths", "consistency", "entropy", "specialization"]
 
 
 def selected_checkpoint(selected_json):
@@ -39,8 +39,7 @@ rule analyze_traces:
     wildcard_constraints:
         kind="|".join(TRACE_ANALYSES),
     params:
-        command=lambda wc: wc.kind.replace("_", "-"),
-        top=lambda wc: EXP.runs[wc.run].analysis["top_paths"],
+        command=lambda wc: wc.kind,
     shell:
         recorded("pathmoe analyze {params.command} --traces {input.traces} --tokenizer {input.tokenizer}"
                  " --out {output}", deterministic=True)

@@ -8,10 +8,12 @@ from pathlib import Path
 from pathmoe.config import ConfigError, load_experiment
 from pathmoe.io import atomic_write_text
 
-configfile: "configs/default.yaml"
-
+# The embedded default applies only when no --configfile names an experiment: Snakemake would
+# otherwise merge the two (a paper config would inherit the default's runs). `--config` values
+# override either. `plan` is a command-line switch, not part of the experiment.
+PLAN = config.pop("plan", False)
 try:
-    EXP = load_experiment(config)
+    EXP = load_experiment(config) if "name" in config else load_experiment("configs/default.yaml", config)
 except ConfigError as exc:
     sys.exit(f"pathmoe: bad config: {exc}")
 
@@ -24,7 +26,7 @@ wildcard_constraints:
     run="|".join(map(re.escape, RUNS)) if RUNS else "^$",
     dataset="|".join(map(re.escape, DATASETS)),
 
-if config.get("plan"):
+if PLAN:
     from pathmoe.cost import estimate_gpu_hours, format_plan
 
     print(format_plan(estimate_gpu_hours(EXP, EXP.cost["gpu_flops"], EXP.cost["mfu"]),
