@@ -1,0 +1,179 @@
+"""`PathMoEForCausalLM`: the decoder-only MoE language model and its Hugging Face integration.
+
+The forward loop owns routing: a single `RouterStack` computes each layer's logits (threading the
+recurrent state), `choose` turns them into top-k decisions (honouring a `RoutingHook`), mono layers
+reuse their block's decision, and the auxiliary losses are summed over deciding layers only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .config import PathMoEConfig
+from .hooks import RoutingHook
+from .layers import DecoderLayer, RMSNorm, rope_tables
+from .moe import Experts
+from .routers import LinearRouter, LowRankRouter, RouterStack, XMoERouter
+from .routing import choose, load_balancing_loss, z_loss
+
+
+@dataclass
+class PathMoEOutput(ModelOutput):
+    """logits [B, T, V]; loss = lm_loss + aux_loss (None without labels); routing per layer (see docs)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None
+    routing: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+
+class PathMoEGenerationConfig(GenerationConfig):
+    """Generation defaults that ignore the model config: its `top_k` counts experts, not sampling candidates."""
+
+    @classmethod
+    def from_model_config(cls, model_config):  # type: ignore[override]
+        raise NotImplementedError  # PreTrainedModel then falls back to a default GenerationConfig
+
+
+class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
+    """Decoder-only Transformer (RMSNorm, RoPE, GQA) with an MoE feed-forward in every layer."""
+
+    config_class = PathMoEConfig
+    base_model_prefix = "pathmoe"
+    _no_split_modules = ["DecoderLayer"]
+    _supports_sdpa = True
+    main_input_name = "input_ids"
+    generation_config_class = PathMoEGenerationConfig
+
+    def __init__(self, config: PathMoEConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
+        self.router_stack = RouterStack(config)
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.activation_checkpointing = False
+        self.post_init()
+
+    # ---- Hugging Face plumbing -------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, Experts):
+            init.normal_(module.w_up, mean=0.0, std=std)
+            init.normal_(module.w_down, mean=0.0, std=std)
+        elif isinstance(module, XMoERouter):
+            init.normal_(module.expert_emb, mean=0.0, std=std)
+            init.constant_(module.log_temperature, math.log(self.config.xmoe_init_temperature))
+        elif isinstance(module, LowRankRouter):
+            init.normal_(module.base, mean=0.0, std=std)
+            init.zeros_(module.a)  # every layer starts at the shared base router
+            init.normal_(module.b, mean=0.0, std=std)
+        elif isinstance(module, nn.GRUCell):
+            bound = module.hidden_size**-0.5
+            for p in module.parameters():
+                init.uniform_(p, -bound, bound)
+        elif isinstance(module, LinearRouter):  # incl. the frozen random routers
+            init.normal_(module.weight, mean=0.0, std=std)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> dict:
+        """No KV cache: every generation step re-runs the full prefix."""
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute attention and expert activations in backward (trades compute for memory)."""
+        self.activation_checkpointing = enabled
+
+    # ---- counts ----------------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Total and per-token active parameters (unique tensors: a shared router counts once).
+
+        Active = embeddings + attention + norms + all router parameters + top_k of the n_experts
+        experts in each layer + lm head. Counted from config for the experts so it is the global
+        number even when expert parallelism holds only local experts.
+        """
+        cfg = self.config
+        per_expert = sum(p[0].numel() for p in self.layers[0].ffn.experts.parameters())
+        expert_ids = {id(p) for layer in self.layers for p in layer.ffn.experts.parameters()}
+        dense = sum(p.numel() for p in self.parameters() if id(p) not in expert_ids)
+        return {"total": dense + cfg.n_layers * cfg.n_experts * per_expert,
+                "active": dense + cfg.n_layers * cfg.top_k * per_expert}
+
+    # ---- forward ---------------------------------------------------------------------------
+    def _mask(self, attention_mask: torch.Tensor | None, t: int) -> torch.Tensor | None:
+        """None (pure causal, fastest SDPA path) unless some key is padding; then [B, 1, T, T] bool."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
+        mask = causal & attention_mask[:, None, None, :].bool()
+        return mask | torch.eye(t, dtype=torch.bool, device=mask.device)  # pad rows attend to themselves: no NaN
+
+    def _ckpt(self, fn, *args):
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_routing: bool = False,
+        routing_hook: RoutingHook | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PathMoEOutput:
+        cfg = self.config
+        b, t = input_ids.shape
+        x = self.embed(input_ids)  # [B, T, d]
+        cos, sin = rope_tables(t, cfg.head_dim, cfg.rope_theta, x.device)
+        mask = self._mask(attention_mask, t)
+        if routing_hook is not None:
+            routing_hook.begin(b * t)
+        aux = x.new_zeros((), dtype=torch.float32)
+        state, decision, routing = None, None, []
+        for l, layer in enumerate(self.layers):
+            x = self._ckpt(layer.attention_block, x, cos, sin, mask)
+            h = layer.ffn_norm(x).reshape(b * t, -1)  # [N, d]
+            if self.router_stack.decides(l):
+                logits, state = self.router_stack.logits(l, h, state)  # [N, E] fp32
+                probs = logits.softmax(-1)
+                ids, weights = choose(l, probs, cfg.top_k, routing_hook)
+                if cfg.lbl_coef:
+                    aux = aux + cfg.lbl_coef * load_balancing_loss(probs, ids)
+                if cfg.z_loss_coef:
+                    aux = aux + cfg.z_loss_coef * z_loss(logits)
+                decision = (ids, weights, probs)
+            ids, weights, probs = decision
+            x = x + self._ckpt(layer.ffn, h, ids, weights).view(b, t, -1)
+            if output_routing:
+                routing.append(decision)
+        logits = self.lm_head(self.norm(x))  # [B, T, V]
+        lm_loss = loss = None
+        if labels is not None:
+            lm_loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                      labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = lm_loss + aux
+        return PathMoEOutput(loss=loss, logits=logits, lm_loss=lm_loss, aux_loss=aux,
+                             routing=routing if output_routing else None)
