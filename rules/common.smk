@@ -13,7 +13,8 @@ from pathmoe.io import atomic_write_text
 # override either. `plan` is a command-line switch, not part of the experiment.
 PLAN = config.pop("plan", False)
 try:
-    EXP = load_experiment(config) if "name" in config else load_experiment("configs/default.yaml", config)
+    EXP = (load_experiment(config) if "name" in config
+           else load_experiment(Path(workflow.basedir) / "configs" / "default.yaml", config))
 except ConfigError as exc:
     sys.exit(f"pathmoe: bad config: {exc}")
 

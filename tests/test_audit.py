@@ -226,3 +226,14 @@ def test_snakemake_style_wrap_two_dirs_and_implicit_config(tmp_path, monkeypatch
     results = verify_dir(["results", "reports"], reexec=True)
     assert sorted(r.status for r in results) == ["reexec-ok", "reexec-ok"]
     assert main(["audit", "verify", "results", "reports", "--out", "a.md"]) == 0
+
+
+def test_snakemake_directory_stamp_is_not_content(tmp_path):
+    from pathmoe.audit.hashing import hash_path
+
+    d = tmp_path / "tok"
+    d.mkdir()
+    (d / "tokenizer.json").write_text("{}")
+    before = hash_path(d)["sha256"]
+    (d / ".snakemake_timestamp").write_text("")
+    assert hash_path(d)["sha256"] == before

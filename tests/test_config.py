@@ -34,7 +34,7 @@ def test_run_spec_resolution():
     assert spec["model"]["router"] == "linear" and spec["model"]["block_size"] == 4
     assert spec["model"]["lbl_coef"] == 0.0
     assert spec["run_dir"].endswith("runs/pathb4_s0") and spec["data_dir"].endswith("data/builtin")
-    assert spec["train"]["seed"] == 0
+    assert spec["seed"] == 0
     # "all" resolves to the scale's number of layers
     assert exp.run_config("pathmoe_s0")["model"]["block_size"] == DEFAULT["scales"]["tiny"]["model"]["n_layers"]
     # per-run model overrides win over the variant
@@ -55,7 +55,7 @@ def test_seeds_expand_runs():
     cfg["seeds"] = [0, 1, 2]
     exp = load_experiment(cfg)
     assert exp.base_runs["indep"] == ["indep_s0", "indep_s1", "indep_s2"]
-    assert exp.runs["indep_s2"].train["seed"] == 2
+    assert exp.run_config("indep_s2")["seed"] == 2
 
 
 def test_unknown_variant_names_the_key():

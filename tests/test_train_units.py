@@ -171,3 +171,16 @@ def test_cli_accepts_launcher_local_rank():
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "--run-config", "rc.json", "--local_rank=3"])
     assert args.run_config == "rc.json" and args.local_rank == 3
+
+
+def test_state_of_a_different_run_spec_is_dropped(tmp_path):
+    from pathmoe.train.checkpoint import reset_if_config_changed
+
+    rc = {"run": "r", "train": {"steps": 10}}
+    assert not reset_if_config_changed(tmp_path, rc)  # fresh dir: nothing to drop
+    (tmp_path / "ds_ckpt").mkdir()
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    assert not reset_if_config_changed(tmp_path, rc)  # same spec: resume keeps the state
+    assert (tmp_path / "ds_ckpt").is_dir()
+    assert reset_if_config_changed(tmp_path, {"run": "r", "train": {"steps": 20}})  # edited spec
+    assert not (tmp_path / "ds_ckpt").exists() and not (tmp_path / "metrics.jsonl").exists()

@@ -236,7 +236,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             run_id = f"{base}_s{seed}"
             runs[run_id] = RunSpec(
                 run=run_id, base=base, variant=variant, scale=scale, dataset=dataset, seed=seed,
-                model=model, train=deep_merge(train, {"seed": seed}), eval=evl, analysis=analysis,
+                model=model, train=train, eval=evl, analysis=analysis,
                 resources=resources, init_from=rcfg.get("init_from"),
             )
             base_runs[base].append(run_id)

@@ -36,13 +36,18 @@ class HashCache:
         return self._cache[key]
 
 
+# Bookkeeping that tools drop into directory outputs after the producing command ran (Snakemake
+# stamps every directory output); not content.
+IGNORED_FILES = {".snakemake_timestamp"}
+
+
 def _dir_files(path: Path) -> list[tuple[str, Path]]:
     """Every regular file under `path` (symlinks followed) as (posix relative path, path), sorted."""
     files = []
     for root, dirs, names in os.walk(path, followlinks=True):
         dirs.sort()
         for name in names:
-            if name.endswith(RECORD_SUFFIX):
+            if name.endswith(RECORD_SUFFIX) or name in IGNORED_FILES:
                 continue
             full = Path(root) / name
             if full.is_file():

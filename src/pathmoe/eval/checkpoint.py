@@ -52,11 +52,11 @@ def resolve_device(device: str) -> torch.device:
 
 def load_tokenizer_for(ckpt: Path, fallback_dir: Path | None = None):
     """The export's own tokenizer files, else the dataset's tokenizer directory."""
-    from transformers import AutoTokenizer
+    from pathmoe.data import load_tokenizer
 
     for cand in (ckpt, fallback_dir):
         if cand is not None and (Path(cand) / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(str(cand))
+            return load_tokenizer(cand)
     raise FileNotFoundError(f"no tokenizer for checkpoint {ckpt}: missing tokenizer.json"
                             + (f" (also not in {fallback_dir})" if fallback_dir else ""))
 

@@ -42,7 +42,7 @@ class PathMoEGenerationConfig(GenerationConfig):
 
     @classmethod
     def from_model_config(cls, model_config):  # type: ignore[override]
-        raise NotImplementedError  # PreTrainedModel then falls back to a default GenerationConfig
+        return cls()  # plain defaults: nothing of the model config (e.g. `top_k`) leaks into decoding
 
 
 class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from pathmoe.io import atomic_path, atomic_write_json, read_json
+from pathmoe.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 
 MARKER = "complete.json"
 KEEP_DS = 2
@@ -119,3 +119,33 @@ def prune_exports(hf_dir: Path, keep: int, pinned: Iterable[int]) -> list[int]:
     for s in set(steps) - set(kept):
         shutil.rmtree(hf_dir / f"step_{s}", ignore_errors=True)
     return kept
+
+
+STATE_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json")
+
+
+def reset_if_config_changed(run_dir: Path, run_config: dict[str, Any]) -> bool:
+    """Drop a run directory's training state when it was made under a different run spec.
+
+    Resuming is only sound for the spec the checkpoints were written with: after a config edit,
+    Snakemake reruns the job and it must start from scratch, not continue a different model.
+    The spec's hash is kept in `<run_dir>/state_hash`; returns True when old state was removed.
+    """
+    from pathmoe.config import config_hash
+
+    run_dir = Path(run_dir)
+    marker = run_dir / "state_hash"
+    current = config_hash(run_config)
+    stale = marker.is_file() and marker.read_text().strip() != current
+    legacy = not marker.is_file() and (run_dir / "ds_ckpt").exists()
+    if stale or legacy:
+        for name in STATE_FILES:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        print(f"{run_dir}: run spec changed since its checkpoints were written; starting from scratch", flush=True)
+    if not marker.is_file() or stale or legacy:
+        atomic_write_text(marker, current + "\n")
+    return stale or legacy

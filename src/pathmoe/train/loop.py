@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pathmoe.io import atomic_write_json, read_json
 from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exports, prune_exports,
-                                      rng_state, set_rng_state)
+                                      reset_if_config_changed, rng_state, set_rng_state)
 from pathmoe.train.distenv import init_distributed, setup_dist_env
 from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.measure import Throughput, peak_mem_gib
@@ -110,8 +110,11 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     ds_config = build_ds_config(spec, world)
-    if rank == 0 and not (run_dir / "run_config.json").exists():
-        atomic_write_json(run_dir / "run_config.json", rc)
+    if rank == 0:
+        reset_if_config_changed(run_dir, rc)
+        if not (run_dir / "run_config.json").exists():
+            atomic_write_json(run_dir / "run_config.json", rc)
+    _barrier()
 
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
