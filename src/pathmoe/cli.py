@@ -18,7 +18,7 @@ from pathmoe import __version__
 
 # command name -> stage package owning it (imported only when that command runs: each pulls in
 # torch, lm-eval, matplotlib, ... and a Snakemake job should not pay for all of them).
-STAGES = {"data": "data", "train": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
+STAGES = {"data": "data", "train": "train", "bench": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -86,8 +86,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=None, help="assumed model FLOPs utilisation (default: config cost.mfu)")
     p.set_defaults(func=_cmd_plan)
 
-    for name, stage in STAGES.items():
-        if command is not None and command != name:
+    for stage in dict.fromkeys(STAGES.values()):
+        if command is not None and STAGES[command] != stage:
             continue
         try:
             module = importlib.import_module(f"pathmoe.{stage}.commands")

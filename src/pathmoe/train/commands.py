@@ -16,6 +16,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
+    b = subparsers.add_parser("bench", help="training throughput (tokens/s/GPU, MFU, peak memory) of configured runs",
+                              description="Train each named run of a config for a few steps on synthetic tokens "
+                                          "through the real training path and report tokens/s per GPU, MFU and "
+                                          "peak memory, with the ratio of each run to the first.")
+    b.add_argument("--config", default="paper-0.9b", help="config name in configs/ or a path")
+    b.add_argument("--runs", nargs="+", default=["indep_s0", "pathb4_s0"], help="run ids (first = baseline)")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--micro-batch-size", type=int, default=None, help="default: the run's own")
+    b.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the run's own")
+    b.add_argument("--peak-tflops", type=float, default=989.0, help="per-GPU peak for MFU (H100 SXM bf16 dense: 989)")
+    b.add_argument("--work-dir", default=None, help="scratch directory (default: a temporary one)")
+    b.add_argument("--out", default=None, help="also write the Markdown record here")
+    b.set_defaults(func=_bench)
+
 
 def _run(args: argparse.Namespace) -> int:
     if args.local_rank is not None:
@@ -29,4 +43,26 @@ def _run(args: argparse.Namespace) -> int:
         return 3
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from pathmoe.config import find_config, load_experiment
+    from pathmoe.io import atomic_write_text
+    from pathmoe.train.throughput import bench_throughput, format_markdown
+
+    exp = load_experiment(find_config(args.config))
+    peak = args.peak_tflops * 1e12
+    with tempfile.TemporaryDirectory(prefix="pathmoe-bench-") as tmp:
+        rows = bench_throughput(exp, args.runs, args.work_dir or tmp, args.steps, args.micro_batch_size,
+                                args.device, peak)
+    device = torch.cuda.get_device_name() if rows and rows[0]["device"] == "cuda" else "CPU"
+    text = format_markdown(rows, "pathmoe bench " + " ".join(sys.argv[2:]), device, peak)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
     return 0

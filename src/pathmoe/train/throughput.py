@@ -1,0 +1,74 @@
+"""Training throughput of configured runs through the real training path (issue: 2x the paper).
+
+Each benchmarked run is the experiment's own run spec (model, precision, ZeRO, sequence length,
+dispatch) trained for a few steps on synthetic tokens with one micro-batch per step, so the
+number is what `pathmoe train` achieves per GPU; tokens/s excludes the first warm-up steps.
+MFU uses pathmoe.flops (6 x matmul params per token + attention, PaLM convention).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pathmoe.config import Experiment, deep_merge
+from pathmoe.flops import mfu, train_flops_per_token
+
+H100_BF16_DENSE_FLOPS = 989e12
+
+
+def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, steps: int = 20,
+                     micro_batch_size: int | None = None, device: str | None = None,
+                     peak_flops: float = H100_BF16_DENSE_FLOPS) -> list[dict[str, Any]]:
+    """Train each run of `runs` for `steps` steps from scratch; return one result row per run."""
+    from pathmoe.data.synthetic import write_synthetic_shards
+    from pathmoe.train.loop import train
+
+    unknown = [r for r in runs if r not in exp.runs]
+    if unknown:
+        raise ValueError(f"bench: unknown run(s) {unknown}; runs of {exp.name}: {', '.join(exp.runs)}")
+    work = Path(work_dir)
+    rows = []
+    for run in runs:
+        rc = exp.run_config(run)
+        micro = micro_batch_size or rc["train"]["micro_batch_size"]
+        seq_len = rc["train"]["seq_len"]
+        vocab = rc["model"].get("vocab_size") or 32000
+        data_dir = work / f"data_v{vocab}"
+        if not (data_dir / "shards" / "index.json").is_file():
+            write_synthetic_shards(data_dir, vocab, train_tokens=max(4 * micro * (seq_len + 1), 1 << 20))
+        run_dir = work / "runs" / run
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: resuming would skip the timing
+        overrides = {"steps": steps, "micro_batch_size": micro, "global_batch_size": micro, "warmup_steps": 1,
+                     "log_every": steps, "ckpt_every": 10**9, "export_every": 10**9, "keep_exports": 1}
+        if device:
+            overrides["device"] = device
+        rc = {**rc, "run_dir": str(run_dir), "data_dir": str(data_dir), "init_from": None,
+              "model": {**rc["model"], "vocab_size": vocab}, "train": deep_merge(rc["train"], overrides)}
+        summary = train(rc)
+        tps = summary["tokens_per_s_per_gpu"]
+        rows.append({"run": run, "variant": exp.runs[run].variant, "device": summary["device"],
+                     "precision": summary["precision"], "micro_batch_size": micro, "seq_len": seq_len,
+                     "steps": steps, "tokens_per_s_per_gpu": tps, "peak_mem_gib": summary["peak_mem_gib"],
+                     "flops_per_token": train_flops_per_token(rc["model"], seq_len),
+                     "mfu": mfu(rc["model"], seq_len, tps, peak_flops)})
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return rows
+
+
+def format_markdown(rows: list[dict[str, Any]], command: str, device_name: str, peak_flops: float) -> str:
+    """The benchmark record committed under benchmarks/: command, device, numbers, ratios."""
+    lines = [f"Command: `{command}`", "", f"Device: {device_name}; MFU against {peak_flops / 1e12:.0f} TFLOP/s.", "",
+             "| run | precision | micro-batch x seq | tokens/s/GPU | MFU | peak memory (GiB) |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['precision']} | {r['micro_batch_size']} x {r['seq_len']} | "
+                     f"{r['tokens_per_s_per_gpu']:,.0f} | {r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
+    if len(rows) > 1 and rows[0]["tokens_per_s_per_gpu"] > 0:
+        base = rows[0]
+        for r in rows[1:]:
+            lines.append("")
+            lines.append(f"{r['run']} / {base['run']} throughput ratio: "
+                         f"{r['tokens_per_s_per_gpu'] / base['tokens_per_s_per_gpu']:.3f}")
+    return "\n".join(lines) + "\n"
