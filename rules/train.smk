@@ -30,9 +30,14 @@ def train_inputs(wildcards):
 
 
 def launcher(wildcards):
-    """`srun` when the run spans several GPUs/nodes (one process per GPU), else nothing."""
+    """`srun` when the run spans several GPUs (one process per GPU), else nothing. Across nodes,
+    every rank must agree on the rendezvous host: the allocation's first node."""
     res = EXP.runs[wildcards.run].resources.get("train", {})
-    return "srun" if res.get("gpus", 0) * res.get("nodes", 1) > 1 else ""
+    if res.get("gpus", 0) * res.get("nodes", 1) <= 1:
+        return ""
+    if res.get("nodes", 1) > 1:
+        return 'env MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)" srun'
+    return "srun"
 
 
 rule train:
@@ -53,7 +58,7 @@ rule train:
         cpus_per_gpu=spec_resources("train")("cpus_per_gpu", 8),
         mem_mb=spec_resources("train")("mem_mb", 4000),
         runtime=spec_resources("train")("runtime", 60),
-        mpi=launcher,
+        mpi=lambda wc: "srun" if launcher(wc) else "",
     log:
         f"{OUT}/runs/{{run}}/train.log",
     shell:
