@@ -19,6 +19,18 @@ class RunCost:
     scale: str
     tokens: int
     gpu_hours: float
+    total_params: int
+    active_params: int
+
+
+def parameter_counts(model: dict) -> dict[str, int]:
+    """Total and active parameters of a model config, built on the meta device (no memory)."""
+    import torch
+
+    from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
+
+    with torch.device("meta"):
+        return PathMoEForCausalLM(PathMoEConfig(**model)).parameter_counts()
 
 
 def _vocab_size(exp: Experiment, run: str) -> int:
@@ -35,16 +47,31 @@ def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[Ru
     for run, spec in exp.runs.items():
         model = {**spec.model, "vocab_size": _vocab_size(exp, run)}
         tokens = spec.train["steps"] * spec.train["global_batch_size"] * spec.train["seq_len"]
-        costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu)))
+        counts = parameter_counts(model)
+        costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu),
+                             counts["total"], counts["active"]))
     return costs
 
 
 def format_plan(costs: list[RunCost], gpu_flops: float, mfu: float) -> str:
-    """A table a person reads before launching: one line per run and the total."""
+    """A table a person reads before launching: one line per run and the total.
+
+    Parameter counts sit beside the cost so iso-parameter questions (router sharing removes
+    parameters) are answered before training: `params` is total / active.
+    """
     lines = [f"GPU-hour estimate at {gpu_flops / 1e12:.0f} TFLOP/s per GPU and MFU {mfu:.0%}:",
-             f"{'run':<24} {'scale':<8} {'tokens':>12} {'GPU-hours':>12}"]
+             f"{'run':<24} {'scale':<8} {'params (total / active)':>26} {'tokens':>12} {'GPU-hours':>12}"]
     for c in costs:
-        lines.append(f"{c.run:<24} {c.scale:<8} {c.tokens:>12.3g} {c.gpu_hours:>12.1f}")
+        params = f"{_short(c.total_params)} / {_short(c.active_params)}"
+        lines.append(f"{c.run:<24} {c.scale:<8} {params:>26} {c.tokens:>12.3g} {c.gpu_hours:>12.1f}")
     total = sum(c.gpu_hours for c in costs)
-    lines.append(f"{'total':<24} {'':<8} {sum(c.tokens for c in costs):>12.3g} {total:>12.1f}")
+    lines.append(f"{'total':<24} {'':<8} {'':>26} {sum(c.tokens for c in costs):>12.3g} {total:>12.1f}")
     return "\n".join(lines)
+
+
+def _short(n: int) -> str:
+    """Parameter count with 4 significant digits: 931.8M, 16.18B (enough to see router sharing)."""
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.4g}{unit}"
+    return str(n)
