@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from pathmoe.config import ConfigError, load_experiment
-from pathmoe.io import atomic_write_text
 
 # The embedded default applies only when no --configfile names an experiment: Snakemake would
 # otherwise merge the two (a paper config would inherit the default's runs). `--config` values

@@ -61,3 +61,13 @@ def test_bad_config_fails_before_any_job(tmp_path):
     res = subprocess.run([*SNAKEMAKE, "-n", "all", "--config", "train={'lr': -1}"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0
     assert "pathmoe: bad config: config key train.lr" in res.stderr + res.stdout
+
+
+def test_dry_run_prints_gpu_hour_estimate():
+    res = subprocess.run([*SNAKEMAKE, "-n", "all", "--configfile", "configs/paper-0.9b.yaml", "--config", "plan=1"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    assert "GPU-hour estimate" in out and "indep_s0" in out
+    total = [line for line in out.splitlines() if line.startswith("total")]
+    assert total and float(total[0].split()[-1]) > 1000  # the paper's runs are thousands of GPU-hours

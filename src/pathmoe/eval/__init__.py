@@ -1,19 +1,22 @@
 """Evaluation stage: lm-eval benchmarks, offline tasks, validation perplexity, records, selection.
 
 Public API (see docs/evaluation.md): `evaluate_run`, `build_offline_tasks`, `validation_perplexity`,
-`run_tasks`, `select_checkpoint`, `collect_records`, `PAPER_METRICS`.
+`run_tasks`, `select_checkpoint`, `collect_records`, `PAPER_METRICS`. Names resolve lazily so
+that readers of the records schema (reports) do not import lm-eval and torch.
 """
 
-from pathmoe.eval.checkpoint import load_checkpoint
-from pathmoe.eval.harness import check_tasks, run_tasks
-from pathmoe.eval.metrics import OFFLINE_TASKS, PAPER_METRICS, RECORD_COLUMNS, paper_metric
-from pathmoe.eval.offline import build_offline_tasks
-from pathmoe.eval.perplexity import validation_perplexity
-from pathmoe.eval.records import collect_records, read_records, select_checkpoint
-from pathmoe.eval.run import evaluate_run
+from importlib import import_module
 
-__all__ = [
-    "OFFLINE_TASKS", "PAPER_METRICS", "RECORD_COLUMNS", "build_offline_tasks", "check_tasks", "collect_records",
-    "evaluate_run", "load_checkpoint", "paper_metric", "read_records", "run_tasks", "select_checkpoint",
-    "validation_perplexity",
-]
+_EXPORTS = {
+    "load_checkpoint": "checkpoint", "check_tasks": "harness", "run_tasks": "harness",
+    "OFFLINE_TASKS": "metrics", "PAPER_METRICS": "metrics", "RECORD_COLUMNS": "metrics", "paper_metric": "metrics",
+    "build_offline_tasks": "offline", "validation_perplexity": "perplexity", "collect_records": "records",
+    "read_records": "records", "select_checkpoint": "records", "evaluate_run": "run",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pathmoe.eval' has no attribute {name!r}")
+    return getattr(import_module(f"pathmoe.eval.{_EXPORTS[name]}"), name)

@@ -17,10 +17,10 @@ from typing import Iterable, Sequence
 import pandas as pd
 from scipy import stats
 
+from pathmoe.eval.metrics import RECORD_COLUMNS  # the eval stage owns the records schema
 from pathmoe.io import read_json
 from pathmoe.report.spec import ReportSpec, TaskColumn
 
-RECORD_COLUMNS = ("run", "variant", "scale", "dataset", "seed", "step", "task", "metric", "value", "stderr")
 # Columns printed in natural units; every other task is an accuracy printed in percent.
 NATURAL_UNITS = {"val_ppl", "throughput_ktok_s", "peak_mem_gib"}
 LOWER_IS_BETTER = {"val_ppl", "peak_mem_gib"}
@@ -34,15 +34,10 @@ class Cell:
 
 
 def load_records(path: str | Path) -> pd.DataFrame:
-    """Read results/records.csv and check its columns against the eval-records contract."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"records file not found: {p}")
-    df = pd.read_csv(p)
-    missing = [c for c in RECORD_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{p}: missing record column(s) {missing}; expected {list(RECORD_COLUMNS)}")
-    return df
+    """Read results/records.csv (or one run's eval/records.csv), checked against the records contract."""
+    from pathmoe.eval.records import read_records
+
+    return read_records(path)
 
 
 def scale_factor(task: str) -> float:
