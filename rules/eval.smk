@@ -9,7 +9,7 @@ def eval_inputs(wildcards):
         "summary": f"{OUT}/runs/{wildcards.run}/train_summary.json",
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
     }
-    if OFFLINE_TASKS & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):
+    if set(OFFLINE_TASKS) & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):
         # offline tasks are built (deterministically) from the held-out documents inside the job
         inputs["val_docs"] = f"{OUT}/data/{spec.dataset}/raw/val.jsonl"
     return inputs

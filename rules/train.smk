@@ -2,7 +2,7 @@
 
 localrules: run_config
 
-OFFLINE_TASKS = {"offline_mc", "offline_cloze"}
+from pathmoe.eval.metrics import OFFLINE_TASKS
 
 
 rule run_config:

@@ -29,7 +29,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
 }
 EVAL_DEFAULTS: dict[str, Any] = {
-    "tasks": ["offline_mc", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
+    "tasks": ["offline_next", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
     "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200,
 }
 ANALYSIS_DEFAULTS: dict[str, Any] = {

@@ -23,6 +23,7 @@ PAPER_METRICS: dict[str, str] = {
     "commonsense_qa": "acc",
     "triviaqa": "exact_match",
     "offline_mc": "acc_norm",
+    "offline_next": "acc_norm",
     "offline_cloze": "acc",
 }
 
@@ -30,7 +31,7 @@ ZERO_SHOT_TASKS: tuple[str, ...] = (
     "arc_easy", "boolq", "hellaswag", "lambada_openai", "openbookqa", "piqa", "social_iqa", "winogrande",
 )
 EXTRA_16B_TASKS: tuple[str, ...] = ("mmlu", "arc_challenge", "commonsense_qa", "triviaqa")
-OFFLINE_TASKS: tuple[str, ...] = ("offline_mc", "offline_cloze")
+OFFLINE_TASKS: tuple[str, ...] = ("offline_mc", "offline_next", "offline_cloze")
 
 # Rows that are not lm-eval tasks; they never enter the accuracy average.
 VAL_PPL = "val_ppl"

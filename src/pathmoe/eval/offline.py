@@ -7,6 +7,10 @@ as the paper's benchmarks; only their data is ours:
   sentence boundary; choices = the real next sentence and three word-shuffled copies of it. The
   distractors hold exactly the same words (so the same unigram likelihood): only word order tells
   them apart, which even a tiny model learns in seconds while an untrained one cannot. Chance 1/4.
+- `offline_next` (HellaSwag style, harder): the same contexts, but the distractors are the
+  sentences at the same position of other held-out stories. Built-in stories follow one arc with a
+  fixed cast, so the distractors are fluent and on-stage; telling them apart needs the context
+  (who, where, what happened), which graded models separate well below ceiling. Chance 1/4.
 - `offline_cloze` (LAMBADA style): predict the word that ends a sentence from the passage before it;
   acc = the target is the greedy continuation (is_greedy), perplexity of the target too.
 
@@ -94,6 +98,29 @@ def make_mc_examples(docs: list[str], seed: int, n_examples: int) -> list[dict]:
     return rows
 
 
+def make_next_examples(docs: list[str], seed: int, n_examples: int) -> list[dict]:
+    """`{"context", "choices", "label"}` rows: the real next sentence vs the sentences at the same
+    position in three other documents (fluent, on-topic distractors that only context rules out)."""
+    rng = random.Random(seed + 2)
+    sentences = [split_sentences(doc) for doc in docs]
+    sites = [(d, i) for d, sents in enumerate(sentences) for i in range(1, len(sents))]
+    rng.shuffle(sites)
+    rows = []
+    for d, i in sites:
+        gold = sentences[d][i]
+        pool = [sentences[o][i] for o in range(len(sentences)) if o != d and len(sentences[o]) > i]
+        pool = sorted({s for s in pool if s != gold})
+        if len(gold.split()) < MIN_SENTENCE_WORDS or len(pool) < N_CHOICES - 1:
+            continue
+        distractors = rng.sample(pool, N_CHOICES - 1)
+        label = rng.randrange(N_CHOICES)
+        choices = distractors[:label] + [gold] + distractors[label:]
+        rows.append({"context": _tail_words(sentences[d][:i]), "choices": choices, "label": label})
+        if len(rows) == n_examples:
+            break
+    return rows
+
+
 def make_cloze_examples(docs: list[str], seed: int, n_examples: int) -> list[dict]:
     """`{"context", "target"}` rows: the passage up to a sentence's last word, and that word.
 
@@ -125,7 +152,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def build_offline_tasks(data_dir: str | Path, out_dir: str | Path, seed: int = 0, n_examples: int = 500) -> Path:
-    """Write `offline_mc` / `offline_cloze` data + YAMLs under `out_dir` and return it.
+    """Write `offline_mc` / `offline_next` / `offline_cloze` data + YAMLs under `out_dir`; return it.
 
     Pass the returned directory to `lm_eval.tasks.TaskManager(include_path=...)`. The YAMLs hold
     absolute `data_files` paths because lm-eval would resolve relative ones against the cwd.
@@ -135,7 +162,8 @@ def build_offline_tasks(data_dir: str | Path, out_dir: str | Path, seed: int = 0
         raise ValueError(f"n_examples must be >= 1, got {n_examples}")
     docs = read_documents(Path(data_dir) / "raw" / "val.jsonl")
     out = Path(out_dir).resolve()
-    builders = {"offline_mc": make_mc_examples, "offline_cloze": make_cloze_examples}
+    builders = {"offline_mc": make_mc_examples, "offline_next": make_next_examples,
+                "offline_cloze": make_cloze_examples}
     built = {}
     for name, make in builders.items():
         rows = make(docs, seed, n_examples)

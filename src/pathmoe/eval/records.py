@@ -76,7 +76,7 @@ def select_checkpoint(records: pd.DataFrame, run_dir: str | Path | None = None, 
     """
     table = accuracy_by_step(records)
     avg = table.mean(axis=1).iloc[-final_n:]  # mean over tasks per step, final N steps
-    best = int(avg.idxmax())
+    best = int(avg[avg == avg.max()].index.max())  # ties go to the most-trained checkpoint
     std = float(avg.std(ddof=1)) if len(avg) > 1 else 0.0
     return {
         "step": best,
