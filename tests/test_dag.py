@@ -70,5 +70,6 @@ def test_dry_run_prints_gpu_hour_estimate():
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout + res.stderr
     assert "GPU-hour estimate" in out and "indep_s0" in out
-    total = [line for line in out.splitlines() if line.startswith("total")]
+    # the plan's total line (tokens, GPU-hours), not the job-stats table's "total <jobs>"
+    total = [line for line in out.splitlines() if line.startswith("total") and len(line.split()) == 3]
     assert total and float(total[0].split()[-1]) > 1000  # the paper's runs are thousands of GPU-hours

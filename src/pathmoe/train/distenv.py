@@ -8,6 +8,7 @@ here before `deepspeed.init_distributed` runs (once per process: DeepSpeed keeps
 from __future__ import annotations
 
 import os
+import tempfile
 import socket
 
 
@@ -53,5 +54,14 @@ def init_distributed(backend: str) -> dict[str, int]:
 
     info = setup_dist_env()
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend=backend)
+        if info["world_size"] == 1:
+            # One process: rendezvous through a private file, not a TCP port. Picking a "free" port
+            # and binding it later races with every other job on the machine (two pipeline jobs
+            # starting together got the same port and one died with EADDRINUSE).
+            fd, store = tempfile.mkstemp(prefix="pathmoe-dist-")
+            os.close(fd)
+            os.unlink(store)  # the file store creates it; it must not exist yet
+            deepspeed.init_distributed(dist_backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
+        else:
+            deepspeed.init_distributed(dist_backend=backend)
     return info
