@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -39,14 +38,9 @@ def run_variant(variant: str, tokens: int, repeats: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     if variant == "deepspeed":
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        import deepspeed
+        from pathmoe.train.distenv import init_distributed
 
-        deepspeed.init_distributed(dist_backend="gloo")
+        init_distributed("gloo")  # DeepSpeed's MoE layer needs a (1-process) group
     from pathmoe.model import PathMoEConfig, choose, per_expert_loop_moe
     from pathmoe.model.layers import MoEFeedForward
 

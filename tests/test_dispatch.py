@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 
 import pytest
 import torch
@@ -68,12 +66,9 @@ def test_dropless_handles_unused_experts():
 def dist():
     """A 1-process gloo group, as DeepSpeed's MoE layer needs (first run JIT-compiles a comm op)."""
     deepspeed = pytest.importorskip("deepspeed")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    deepspeed.init_distributed(dist_backend="gloo")
+    from pathmoe.train.distenv import init_distributed
+
+    init_distributed("gloo")
     return deepspeed
 
 

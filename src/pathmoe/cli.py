@@ -12,7 +12,6 @@ import importlib
 import json
 import os
 import sys
-from pathlib import Path
 
 from pathmoe import __version__
 

@@ -17,7 +17,6 @@ from typing import Iterable, Sequence
 import pandas as pd
 from scipy import stats
 
-from pathmoe.eval.metrics import RECORD_COLUMNS  # the eval stage owns the records schema
 from pathmoe.io import read_json
 from pathmoe.report.spec import ReportSpec, TaskColumn
 

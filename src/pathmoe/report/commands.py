@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pathmoe.report.aggregate import RECORD_COLUMNS, load_records
+from pathmoe.eval.metrics import RECORD_COLUMNS  # the eval stage owns the records schema
+from pathmoe.report.aggregate import load_records
 from pathmoe.report.document import write_document
 from pathmoe.report.figures import render_figure
 from pathmoe.report.reference import load_reference
