@@ -99,7 +99,7 @@ rule figure:
         unpack(figure_inputs),
     output:
         pdf=f"{REPORTS}/figures/{{name}}.pdf",
-        png=f"{REPORTS}/figures/{{name}}.png",
+        png=report(f"{REPORTS}/figures/{{name}}.png", category="Figures", caption="../docs/report_figure.rst"),
     wildcard_constraints:
         name="|".join(FIGURES),
     params:
@@ -126,7 +126,7 @@ rule document:
         artifacts=ALL_ARTIFACTS,
     output:
         tex=f"{REPORTS}/pathmoe_report.tex",
-        summary=f"{REPORTS}/summary.md",
+        summary=report(f"{REPORTS}/summary.md", category="Tables", caption="../docs/report_summary.rst"),
     shell:
         recorded("pathmoe report document --spec {input.spec} --out-dir " + REPORTS, deterministic=True)
 
