@@ -291,3 +291,24 @@ def test_cli_table(env, tmp_path):
     assert json.loads((out / "table1.json").read_text())["rows"]["PathB4-MoE"]["boolq"] == pytest.approx(48.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "table", "table10", "--spec", "x", "--runs-dir", "y"])
+
+
+def test_paired_seed_test_matches_scipy():
+    from scipy import stats
+
+    from pathmoe.report.aggregate import paired_avg_test
+
+    acc = {"a": [0.40, 0.45, 0.43], "b": [0.42, 0.49, 0.44]}  # b better on every seed, by 2/4/1 points
+    rows = [(f"{b}_s{s}", b, "tiny", "builtin", s, 100, "arc_easy", "acc_norm", v, 0.0)
+            for b, vals in acc.items() for s, v in enumerate(vals)]
+    records = pd.DataFrame(rows, columns=["run", "variant", "scale", "dataset", "seed", "step", "task", "metric", "value", "stderr"])
+    cfg = {"tasks": [{"task": "arc_easy", "metric": "acc_norm", "label": "ARC-E"}],
+           "tables": {"table1": {"rows": [{"label": "A", "run": "a"}, {"label": "B", "run": "b"}]}}}
+    groups = {b: [f"{b}_s{s}" for s in range(3)] for b in acc}
+    spec = parse_report_spec(cfg, set(records["run"]), run_groups=groups)
+    res = paired_avg_test(spec, records, None, "b", "a", spec.tasks, "test")
+    expected = stats.ttest_rel([100 * v for v in acc["b"]], [100 * v for v in acc["a"]]).pvalue
+    assert res["n"] == 3 and res["mean_diff"] == pytest.approx(100 * (0.02 + 0.04 + 0.01) / 3)
+    assert res["p_value"] == pytest.approx(expected)
+    single = parse_report_spec(cfg, set(records["run"]), run_groups={"a": ["a_s0"], "b": ["b_s0"]})
+    assert paired_avg_test(single, records, None, "b", "a", single.tasks, "test") is None  # one seed: no test

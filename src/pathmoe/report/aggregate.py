@@ -83,7 +83,7 @@ def selected_step(sub: pd.DataFrame, runs_dir: Path | None, run: str, tasks: Seq
         return None
     steps = sorted(acc["step"].unique())[-5:]
     per_step = acc[acc["step"].isin(steps)].groupby("step")["value"].mean()
-    return int(per_step.idxmax())
+    return int(per_step[per_step == per_step.max()].index.max())  # ties: the most-trained, as eval selects
 
 
 def single_run_values(records: pd.DataFrame, runs_dir: Path | None, run: str,
@@ -122,3 +122,31 @@ def best_labels(values: dict[str, float | None], col: str, ndigits: int = 2) -> 
         return set()
     best = (min if col in LOWER_IS_BETTER else max)(shown.values())
     return {lab for lab, v in shown.items() if v == best}
+
+
+def _seed_of(run: str) -> str:
+    """The seed suffix of a run id (`<base>_s<seed>`), which pairs runs of two systems."""
+    return run.rsplit("_s", 1)[-1]
+
+
+def paired_avg_test(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | None, base: str, reference: str,
+                    tasks: Sequence[TaskColumn], context: str) -> dict[str, float] | None:
+    """Paired t-test over shared seeds of `base`'s average accuracy against `reference`'s.
+
+    Seeds pair the runs (same data order and initial seed), so the test removes seed-to-seed
+    variance that unpaired CIs keep. None with fewer than two shared seeds.
+    """
+    def per_seed(b: str) -> dict[str, float | None]:
+        return {_seed_of(r): single_run_values(records, runs_dir, r, tasks, [], context)["avg"]
+                for r in spec.seed_runs(b)}
+
+    a, ref = per_seed(base), per_seed(reference)
+    shared = sorted(s for s in a if s in ref and a[s] is not None and ref[s] is not None)
+    if len(shared) < 2:
+        return None
+    diffs = [a[s] - ref[s] for s in shared]
+    if all(d == diffs[0] for d in diffs):  # no variance: the t statistic is undefined
+        p = 0.0 if diffs[0] != 0 else 1.0
+    else:
+        p = float(stats.ttest_rel([a[s] for s in shared], [ref[s] for s in shared]).pvalue)
+    return {"n": len(shared), "mean_diff": sum(diffs) / len(diffs), "p_value": p}

@@ -85,4 +85,8 @@ def markdown_table(name: str, data: dict[str, Any]) -> list[str]:
         head, lines_of = [labels.get(c, c) for c in cols], [(s, [cell(s, c) for c in cols]) for s in systems]
     lines = [f"## {name}", "", "| | " + " | ".join(str(h) for h in head) + " |", "|---|" + "---|" * len(head)]
     lines += [f"| {first} | " + " | ".join(cells) + " |" for first, cells in lines_of]
+    paired = data.get("paired_vs_first", {})
+    if paired:
+        lines += ["", f"Paired t-test over seeds against {systems[0]} (average accuracy): " + "; ".join(
+            f"{row} {res['mean_diff']:+.2f} (n={res['n']}, p={res['p_value']:.3g})" for row, res in paired.items())]
     return lines

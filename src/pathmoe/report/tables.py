@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pathmoe.io import atomic_write_json, atomic_write_text
-from pathmoe.report.aggregate import Cell, base_run_cells, best_labels, mean_ci
+from pathmoe.report.aggregate import Cell, base_run_cells, best_labels, mean_ci, paired_avg_test
 from pathmoe.report.hyperparams import table5_rows
 from pathmoe.report.latex import MISSING, Tabular, escape, fmt, fmt_auto, fmt_delta
 from pathmoe.report.spec import TABLES, ReportSpec, TaskColumn
@@ -89,6 +89,10 @@ def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: 
     columns = [t.task for t in tasks] + ["avg"] + [e.task for e in extras]
     labels = {t.task: t.label for t in tasks} | {"avg": "Avg."} | {e.task: e.label for e in extras}
     data = _json_skeleton(spec, name, columns, labels, cells)
+    rows = spec.rows(name)
+    paired = {r.label: paired_avg_test(spec, records, runs_dir, r.run, rows[0].run, tasks, f"{name} row {r.label!r}")
+              for r in rows[1:]}
+    data["paired_vs_first"] = {lab: res for lab, res in paired.items() if res is not None}
     bold = {c: best_labels({lab: cells[lab][c].mean for lab in cells}, c) for c in columns}
     stub = list(spec.stub_header(name))
     units = {e.task: e.unit for e in extras}
