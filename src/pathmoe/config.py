@@ -159,10 +159,8 @@ def _resolve_model(run: str, scale_model: dict, variant: dict, override: dict | 
     model = deep_merge(model, override)
     if model.get("block_size") == "all":
         model["block_size"] = model.get("n_layers")
-    try:
-        from pathmoe.model import PathMoEConfig
-    except ImportError:  # the model package is optional only while bootstrapping an install
-        return model
+    from pathmoe.model import PathMoEConfig
+
     probe = dict(model)
     if probe.get("vocab_size") is None:
         probe["vocab_size"] = 2  # resolved from the tokenizer at train time; any size validates the rest
