@@ -225,7 +225,7 @@ def test_table5_and_table9(env):
     assert "person\\_names & Lexical & Andrea, John" in tex and "adverbs\\_other & Pattern & Words ending in -ly" in tex
 
 
-def test_table6_stub_cells(env):
+def test_table6_head_cells(env):
     spec, records, runs, out = env
     tex = render_table("table6", spec, records, out, runs, load_reference())[0].read_text()
     assert "Routing & LBL &" in tex and "Indep-MoE & 0.01 & 42.00" in tex

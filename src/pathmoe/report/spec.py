@@ -29,7 +29,7 @@ DEFAULT_EXTRA_COLUMNS = (
     {"task": "throughput_ktok_s", "metric": None, "label": "Throughput", "unit": "(k tok/s/GPU)"},
     {"task": "peak_mem_gib", "metric": None, "label": "Memory", "unit": "(GiB)"},
 )
-DEFAULT_STUB = {"table2": ("Category", "Task"), "table3": ("# Paths",), "table4": ("Empirical Metric",),
+DEFAULT_ROW_HEADER = {"table2": ("Category", "Task"), "table3": ("# Paths",), "table4": ("Empirical Metric",),
                 "table5": ("Hyperparameter",), "table6": ("Routing", "LBL"), "table9": ("Category", "Type", "Examples")}
 
 
@@ -95,8 +95,8 @@ class ReportSpec:
             raise ValueError(f"report.figures.{figure}: not configured (configured: {sorted(self.figures)})")
         return self.figures[figure]
 
-    def stub_header(self, table: str) -> tuple[str, ...]:
-        return tuple(self.tables.get(table, {}).get("stub_header", DEFAULT_STUB.get(table, ("Routing",))))
+    def row_header(self, table: str) -> tuple[str, ...]:
+        return tuple(self.tables.get(table, {}).get("row_header", DEFAULT_ROW_HEADER.get(table, ("Routing",))))
 
     def extra_columns(self, table: str) -> list[TaskColumn]:
         cfg = self.tables.get(table, {})
@@ -182,8 +182,8 @@ def _check_table(name: str, cfg: dict[str, Any], known: set[str] | None) -> None
         return
     if ("rows" in cfg) == ("groups" in cfg):
         raise ValueError(f"report.tables.{name}: give exactly one of 'rows' or 'groups'")
-    stub = len(cfg.get("stub_header", DEFAULT_STUB.get(name, ("Routing",))))
-    need_cells = stub if (stub > 1 and name != "table2") else 0
+    head_cols = len(cfg.get("row_header", DEFAULT_ROW_HEADER.get(name, ("Routing",))))
+    need_cells = head_cols if (head_cols > 1 and name != "table2") else 0
     if "rows" in cfg:
         _check_rows(f"report.tables.{name}.rows", cfg["rows"], known, need_cells)
         labels = [r["label"] for r in cfg["rows"]]
@@ -202,4 +202,4 @@ def _check_rows(where: str, rows: list[dict[str, Any]], known: set[str] | None, 
         if known is not None and r["run"] not in known:
             raise ValueError(f"{where}[{i}].run: unknown run {r['run']!r} (known runs: {sorted(known)})")
         if need_cells and len(r.get("cells", ())) != need_cells:
-            raise ValueError(f"{where}[{i}].cells: expected {need_cells} stub cells (one per stub_header entry), got {len(r.get('cells', ()))}")
+            raise ValueError(f"{where}[{i}].cells: expected {need_cells} row-header cells (one per row_header entry), got {len(r.get('cells', ()))}")

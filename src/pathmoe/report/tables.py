@@ -94,18 +94,18 @@ def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: 
               for r in rows[1:]}
     data["paired_vs_first"] = {lab: res for lab, res in paired.items() if res is not None}
     bold = {c: best_labels({lab: cells[lab][c].mean for lab in cells}, c) for c in columns}
-    stub = list(spec.stub_header(name))
+    head_cols = list(spec.row_header(name))
     units = {e.task: e.unit for e in extras}
-    header = [[escape(s) for s in stub] + [escape(labels[c]) for c in columns]]
+    header = [[escape(s) for s in head_cols] + [escape(labels[c]) for c in columns]]
     if any(units.values()):
-        header.append([""] * len(stub) + [escape(units.get(c, "")) for c in columns])
-    tab = Tabular(name, caption, "l" * len(stub) + "r" * len(columns), header, wide=len(columns) > 6)
+        header.append([""] * len(head_cols) + [escape(units.get(c, "")) for c in columns])
+    tab = Tabular(name, caption, "l" * len(head_cols) + "r" * len(columns), header, wide=len(columns) > 6)
     for group in spec.groups(name):
         if group.label is not None:
             tab.add_group(group.label)
         for row in group.rows:
-            stub_cells = list(row.cells) if len(stub) > 1 else [row.label]
-            tab.add_row([escape(s) for s in stub_cells] +
+            head_cells = list(row.cells) if len(head_cols) > 1 else [row.label]
+            tab.add_row([escape(s) for s in head_cells] +
                         [fmt(cells[row.label][c].mean, 2, row.label in bold[c], cells[row.label][c].ci95) for c in columns])
     return data, tab.render()
 
@@ -119,7 +119,7 @@ def _table2(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, caption: st
     data = _json_skeleton(spec, "table2", columns, labels, cells)
     systems = [r.label for r in spec.rows("table2")]
     tab = Tabular("table2", caption, "ll" + "r" * len(systems),
-                  [[escape(s) for s in spec.stub_header("table2")] + [escape(s) for s in systems]])
+                  [[escape(s) for s in spec.row_header("table2")] + [escape(s) for s in systems]])
     previous = None
     for t in tasks + [TaskColumn("avg", None, "Average")]:
         if t.task == "avg":
@@ -127,8 +127,8 @@ def _table2(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, caption: st
         best = best_labels({s: cells[s][t.task].mean for s in systems}, t.task)
         cat = t.category if t.category != previous else ""
         previous = t.category
-        stub = [escape(cat), escape(t.label)] if t.task != "avg" else ["Average", ""]
-        tab.add_row(stub +
+        head_cols = [escape(cat), escape(t.label)] if t.task != "avg" else ["Average", ""]
+        tab.add_row(head_cols +
                     [fmt(cells[s][t.task].mean, 2, s in best, cells[s][t.task].ci95) for s in systems])
     return data, tab.render()
 
@@ -154,7 +154,7 @@ def _table4(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
     columns = [k for k, _ in TABLE4_COLUMNS]
     data = _json_skeleton(spec, "table4", columns, dict(TABLE4_COLUMNS), cells)
     systems = list(cells)
-    tab = Tabular("table4", caption, "l" + "r" * len(systems), [[escape(spec.stub_header("table4")[0])] + [escape(s) for s in systems]])
+    tab = Tabular("table4", caption, "l" + "r" * len(systems), [[escape(spec.row_header("table4")[0])] + [escape(s) for s in systems]])
     show = {"routing_entropy_bits": lambda v: f"{v:.2f} bits", "consecutive_layer_correlation": lambda v: f"{v:.1f}\\%",
             "unique_paths": lambda v: f"{v:,.0f}", "effective_path_space": lambda v: f"{v:,.0f}"}
     for key, label in TABLE4_COLUMNS:
@@ -166,7 +166,7 @@ def _table5(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
     scales = spec.rows("table5")
     sections = table5_rows(spec, runs_dir)  # [(section, [(hyperparameter, [value per scale])])]
     tab = Tabular("table5", caption, "l" + "c" * len(scales),
-                  [[escape(spec.stub_header("table5")[0])] + [escape(r.label) for r in scales]])
+                  [[escape(spec.row_header("table5")[0])] + [escape(r.label) for r in scales]])
     rows: dict[str, dict[str, str]] = {r.label: {} for r in scales}
     for section, entries in sections:
         tab.add_group(section)
