@@ -140,3 +140,12 @@ def test_deepspeed_checkpoint_loads_as_dropless_with_identical_weights(tmp_path)
     ref = model.state_dict()
     assert loaded.state_dict().keys() == ref.keys()
     assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
+
+
+def test_light_model_rules_match_the_config_class():
+    """The experiment loader validates with pathmoe.model_rules (no torch import): same defaults."""
+    from pathmoe.model import PathMoEConfig
+    from pathmoe.model_rules import MODEL_DEFAULTS
+
+    cfg = PathMoEConfig()
+    assert {k: getattr(cfg, k) for k in MODEL_DEFAULTS} == MODEL_DEFAULTS

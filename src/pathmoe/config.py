@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
+
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -159,14 +161,12 @@ def _resolve_model(run: str, scale_model: dict, variant: dict, override: dict | 
     model = deep_merge(model, override)
     if model.get("block_size") == "all":
         model["block_size"] = model.get("n_layers")
-    from pathmoe.model import PathMoEConfig
-
-    probe = dict(model)
+    probe = {**MODEL_DEFAULTS, **model}
     if probe.get("vocab_size") is None:
         probe["vocab_size"] = 2  # resolved from the tokenizer at train time; any size validates the rest
     try:
-        PathMoEConfig(**probe)
-    except (ValueError, TypeError) as exc:
+        check_model_config(probe)
+    except ValueError as exc:
         _fail(f"runs.{run}.model: {exc}")
     return model
 

@@ -1,7 +1,7 @@
 """`PathMoEConfig`: every size and routing choice of the model, validated at construction.
 
-Validation lives here (not in the modules) so a bad experiment config fails before any tensor is
-allocated, with one line naming the key, the bad value and what is allowed.
+Validation (pathmoe.model_rules, shared with the experiment loader) runs at construction, so a bad
+config fails before any tensor is allocated, with one line naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,14 +10,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-ROUTERS = ("linear", "random", "xmoe", "recurrent", "mono", "lowrank")
-# Routers whose parameters (linear, xmoe) or decisions (mono) can be shared within blocks of layers.
-BLOCK_ROUTERS = ("linear", "xmoe", "mono")
-DISPATCHES = ("dropless", "deepspeed")
-ACTIVATIONS = ("gelu", "swiglu")
-_POSITIVE_INTS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_experts", "top_k",
-                  "expert_hidden", "max_seq_len", "lowrank_rank", "recurrent_hidden", "xmoe_dim",
-                  "expert_parallel_size")
+from pathmoe.model_rules import ACTIVATIONS, DISPATCHES, ROUTERS  # noqa: F401  (re-exported by pathmoe.model)
+from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 
 class PathMoEConfig(PretrainedConfig):
@@ -68,42 +62,7 @@ class PathMoEConfig(PretrainedConfig):
 
     def validate(self) -> None:
         """Raise ValueError with one line naming the first bad key, its value and what is allowed."""
-
-        def bad(key: str, allowed: str) -> ValueError:
-            return ValueError(f"PathMoEConfig: {key}={getattr(self, key)!r} is invalid; allowed: {allowed}")
-
-        for key in _POSITIVE_INTS:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(key, "a positive integer")
-        for key in ("rope_theta", "norm_eps", "initializer_range", "capacity_factor", "xmoe_init_temperature"):
-            if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) <= 0:
-                raise bad(key, "a positive number")
-        for key in ("lbl_coef", "z_loss_coef"):
-            if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) < 0:
-                raise bad(key, "a number >= 0")
-        if self.router not in ROUTERS:
-            raise bad("router", " | ".join(ROUTERS))
-        if self.dispatch not in DISPATCHES:
-            raise bad("dispatch", " | ".join(DISPATCHES))
-        if self.expert_activation not in ACTIVATIONS:
-            raise bad("expert_activation", " | ".join(ACTIVATIONS))
-        if self.top_k > self.n_experts:
-            raise bad("top_k", f"1..n_experts={self.n_experts}")
-        if self.d_model % self.n_heads:
-            raise bad("n_heads", f"a divisor of d_model={self.d_model}")
-        if (self.d_model // self.n_heads) % 2:
-            raise bad("n_heads", f"a divisor of d_model={self.d_model} giving an even head dim (RoPE)")
-        if self.n_heads % self.n_kv_heads:
-            raise bad("n_kv_heads", f"a divisor of n_heads={self.n_heads}")
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or not (
-            1 <= self.block_size <= self.n_layers
-        ):
-            raise bad("block_size", f"an integer in 1..n_layers={self.n_layers}")
-        if self.router not in BLOCK_ROUTERS and self.block_size != 1:
-            raise bad("block_size", f"1 for router={self.router!r} (blocks apply to {', '.join(BLOCK_ROUTERS)})")
-        if self.n_experts % self.expert_parallel_size:
-            raise bad("expert_parallel_size", f"a divisor of n_experts={self.n_experts}")
+        check_model_config({key: getattr(self, key) for key in MODEL_DEFAULTS})
         super().validate()  # transformers' own checks (token ids, output flags, ...)
 
     @property

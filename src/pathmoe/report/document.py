@@ -12,7 +12,7 @@ from typing import Any
 from pathmoe.io import atomic_write_text, read_json
 from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
 from pathmoe.report.spec import FIGURES, TABLES, ReportSpec
-from pathmoe.report.tables import TABLES_WITH_REFERENCE
+from pathmoe.report.spec import TABLES_WITH_REFERENCE
 
 FIGURE_CAPTIONS = {
     "fig3": "HellaSwag and ARC-Easy accuracy over training, with and without the load balancing loss.",
