@@ -21,9 +21,9 @@ rule traces:
         batch=lambda wc: EXP.runs[wc.run].analysis["batch_size"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
-        gpu=spec_resources("analysis")("gpu", 0),
-        mem_mb=spec_resources("analysis")("mem_mb", 8000),
-        runtime=spec_resources("analysis")("runtime", 60),
+        gpu=stage_resource("analysis", "gpu", 0),
+        mem_mb=stage_resource("analysis", "mem_mb", 8000),
+        runtime=stage_resource("analysis", "runtime", 60),
     shell:
         recorded("pathmoe analyze traces --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
@@ -57,9 +57,9 @@ rule robustness:
         seq_len=lambda wc: EXP.runs[wc.run].analysis["seq_len"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
-        gpu=spec_resources("analysis")("gpu", 0),
-        mem_mb=spec_resources("analysis")("mem_mb", 8000),
-        runtime=spec_resources("analysis")("runtime", 60),
+        gpu=stage_resource("analysis", "gpu", 0),
+        mem_mb=stage_resource("analysis", "mem_mb", 8000),
+        runtime=stage_resource("analysis", "runtime", 60),
     shell:
         recorded("pathmoe analyze robustness --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"

@@ -33,30 +33,21 @@ if PLAN:
                       EXP.cost["gpu_flops"], EXP.cost["mfu"]), file=sys.stderr)
 
 
-def run_dir(run):
-    return f"{OUT}/runs/{run}"
-
-
-def data_dir(dataset):
-    return f"{OUT}/data/{dataset}"
-
-
 def run_dataset(wildcards):
     return EXP.runs[wildcards.run].dataset
 
 
-def spec_resources(stage, default_runtime=60):
-    """Slurm resources of `stage` (train/eval/analysis) for a run, from its scale's config."""
+def stage_resource(stage, key, default):
+    """One SLURM resource of `stage` (train/eval/analysis) for a run, from its scale's config.
+    `gpu` is the job's total: gpus per node x nodes (the slurm plugin's --gpus)."""
 
-    def pick(key, default):
-        def f(wildcards):
-            res = EXP.runs[wildcards.run].resources.get(stage, {})
-            if key == "gpu":
-                return res.get("gpus", 0) * res.get("nodes", 1)
-            return res.get(key, default)
-        return f
+    def resource(wildcards):
+        res = EXP.runs[wildcards.run].resources.get(stage, {})
+        if key == "gpu":
+            return res.get("gpus", 0) * res.get("nodes", 1)
+        return res.get(key, default)
 
-    return pick
+    return resource
 
 
 def recorded(cmd, deterministic=False):

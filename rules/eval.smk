@@ -22,10 +22,10 @@ rule eval:
         records=f"{OUT}/runs/{{run}}/eval/records.csv",
         selected=f"{OUT}/runs/{{run}}/eval/selected.json",
     resources:
-        gpu=spec_resources("eval")("gpu", 0),
-        cpus_per_gpu=spec_resources("eval")("cpus", 8),
-        mem_mb=spec_resources("eval")("mem_mb", 8000),
-        runtime=spec_resources("eval")("runtime", 60),
+        gpu=stage_resource("eval", "gpu", 0),
+        cpus_per_gpu=stage_resource("eval", "cpus", 8),
+        mem_mb=stage_resource("eval", "mem_mb", 8000),
+        runtime=stage_resource("eval", "runtime", 60),
     log:
         f"{OUT}/runs/{{run}}/eval.log",
     shell:

@@ -51,14 +51,14 @@ rule train:
         f"{OUT}/runs/{{run}}/train_summary.json",
     params:
         launcher=launcher,
-    threads: lambda wc: EXP.runs[wc.run].train.get("threads", 1)
+    threads: lambda wc: EXP.runs[wc.run].train.get("threads") or 1
     resources:
-        gpu=spec_resources("train")("gpu", 0),
-        nodes=spec_resources("train")("nodes", 1),
-        tasks_per_gpu=lambda wc: 1 if spec_resources("train")("gpu", 0)(wc) else 0,
-        cpus_per_gpu=spec_resources("train")("cpus_per_gpu", 8),
-        mem_mb=spec_resources("train")("mem_mb", 4000),
-        runtime=spec_resources("train")("runtime", 60),
+        gpu=stage_resource("train", "gpu", 0),
+        nodes=stage_resource("train", "nodes", 1),
+        tasks_per_gpu=lambda wc: 1 if stage_resource("train", "gpu", 0)(wc) else 0,
+        cpus_per_gpu=stage_resource("train", "cpus_per_gpu", 8),
+        mem_mb=stage_resource("train", "mem_mb", 4000),
+        runtime=stage_resource("train", "runtime", 60),
         mpi=lambda wc: "srun" if launcher(wc) else "",
     log:
         f"{OUT}/runs/{{run}}/train.log",

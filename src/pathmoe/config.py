@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -121,19 +121,13 @@ class Experiment:
     def dataset_config(self, name: str) -> dict:
         return self.datasets[name]
 
-    def run_dir(self, run: str) -> Path:
-        return self.output_dir / "runs" / run
-
-    def data_dir(self, dataset: str) -> Path:
-        return self.output_dir / "data" / dataset
-
     def source_run(self, run: str) -> str | None:
         """The run whose export `run` continues from (path-restricted runs), if any."""
         spec = self.runs[run]
         return None if spec.init_from is None else f"{spec.init_from['run']}_s{spec.seed}"
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     raise ConfigError(msg)
 
 
@@ -289,4 +283,3 @@ def find_config(name: str | None) -> Path:
     if candidate.is_file():
         return candidate
     _fail(f"config {name!r} not found (neither a file nor configs/{name}.yaml)")
-    raise AssertionError  # unreachable: _fail raises

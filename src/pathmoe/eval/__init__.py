@@ -5,7 +5,7 @@ Public API (see docs/evaluation.md): `evaluate_run`, `build_offline_tasks`, `val
 that readers of the records schema (reports) do not import lm-eval and torch.
 """
 
-from importlib import import_module
+from pathmoe.lazy import lazy_exports
 
 _EXPORTS = {
     "load_checkpoint": "checkpoint", "check_tasks": "harness", "run_tasks": "harness",
@@ -15,8 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pathmoe.eval' has no attribute {name!r}")
-    return getattr(import_module(f"pathmoe.eval.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ Entry points (the Snakemake report rules call them through `pathmoe report ...`)
 Snakemake start) needs only the spec, not pandas, scipy and matplotlib.
 """
 
-from importlib import import_module
+from pathmoe.lazy import lazy_exports
 
 _EXPORTS = {
     "load_records": "aggregate", "write_document": "document", "render_figure": "figures",
@@ -16,8 +16,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pathmoe.report' has no attribute {name!r}")
-    return getattr(import_module(f"pathmoe.report.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
