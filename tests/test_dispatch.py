@@ -51,7 +51,7 @@ def test_grouped_mm_path_equals_reference(monkeypatch):
         pytest.skip("torch._grouped_mm unavailable")
     experts, x, logits, k = _setup()
     ref = _run(lambda a, i, w: per_token_reference(a, i, w, experts), experts, x, logits, k)
-    monkeypatch.setattr(moe, "_grouped_ok", lambda t: True)  # the CUDA code path, run on CPU fp32
+    monkeypatch.setattr(moe, "_grouped_ok", lambda x, experts: True)  # the CUDA code path, run on CPU fp32
     _assert_close(_run(lambda a, i, w: dropless_moe(a, i, w, experts), experts, x, logits, k), ref)
 
 
@@ -120,3 +120,12 @@ def test_model_logits_identical_across_dispatch_backends(dist):
     ds.load_state_dict(dropless.state_dict())
     tokens = torch.randint(0, 64, (2, 10))
     assert torch.allclose(dropless(tokens).logits, ds(tokens).logits, atol=1e-5)
+
+
+def test_grouped_path_only_for_aligned_expert_sizes():
+    """Sizes the grouped kernel rejects (row strides not a multiple of 16 bytes) take the slice loop."""
+    assert moe._grouped_aligned(Experts(4, 16, 24, "gelu"))
+    assert moe._grouped_aligned(Experts(4, 16, 8, "swiglu"))
+    assert not moe._grouped_aligned(Experts(4, 12, 24, "gelu"))  # d_model 12
+    assert not moe._grouped_aligned(Experts(4, 16, 20, "gelu"))  # expert hidden 20
+    assert not moe._grouped_aligned(Experts(4, 16, 4, "swiglu"))  # gate/value halves of 4

@@ -184,3 +184,15 @@ def test_state_of_a_different_run_spec_is_dropped(tmp_path):
     assert (tmp_path / "ds_ckpt").is_dir()
     assert reset_if_config_changed(tmp_path, {"run": "r", "train": {"steps": 20}})  # edited spec
     assert not (tmp_path / "ds_ckpt").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_throughput_excludes_warmup_and_work_after_the_last_step(monkeypatch):
+    import pathmoe.train.measure as measure
+
+    clock = iter([10.0, 11.0, 13.0, 100.0])  # t0 after warm-up step 2, then steps 3 and 4, then a slow export
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    meter = measure.Throughput(tokens_per_step=100, warmup=2, device=torch.device("cpu"))
+    assert meter.tokens_per_s() == 0.0
+    for _ in range(4):
+        meter.step_done()
+    assert meter.tokens_per_s() == pytest.approx(2 * 100 / 3.0)  # 2 timed steps in 13 - 10 s

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in STAGES else None)
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # the command line as given, for records that state how they were made
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:

@@ -48,9 +48,15 @@ class Experts(nn.Module):
         return torch.bmm(self.act(torch.bmm(x, self.w_up)), self.w_down)
 
 
-def _grouped_ok(x: torch.Tensor) -> bool:
-    """Grouped GEMM where it is the fast path: CUDA with bf16 activations."""
-    return _HAS_GROUPED_MM and x.is_cuda and x.dtype == torch.bfloat16
+def _grouped_aligned(experts: "Experts") -> bool:
+    """The grouped kernel needs 16-byte row strides: d, H and h multiples of 8 bf16 elements."""
+    _, d, up = experts.w_up.shape
+    return all(n % 8 == 0 for n in (d, up, experts.w_down.shape[1]))
+
+
+def _grouped_ok(x: torch.Tensor, experts: "Experts") -> bool:
+    """Grouped GEMM where it is the fast path: CUDA with bf16 activations and aligned expert sizes."""
+    return _HAS_GROUPED_MM and x.is_cuda and x.dtype == torch.bfloat16 and _grouped_aligned(experts)
 
 
 def _act_backward(grad: torch.Tensor, h: torch.Tensor, experts: "Experts") -> torch.Tensor:
@@ -110,15 +116,24 @@ def dropless_moe(x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tenso
     order = flat.argsort(stable=True)  # token-slots grouped by expert
     token = order // k  # source token of each sorted slot
     ws = weights.reshape(-1).float().index_select(0, order)  # [N*k] fp32
-    counts = torch.bincount(flat, minlength=experts.n_experts)  # [E]
-    if _grouped_ok(x):
+    counts = flat.new_zeros(experts.n_experts).scatter_add_(0, flat, torch.ones_like(flat))  # [E]; static
+    # shape, unlike bincount, whose CUDA kernel reads max(ids) back to the host to size its output
+    if _grouped_ok(x, experts):
         offs = counts.cumsum(0).to(torch.int32)  # stays on device: no host-device sync
         xs = x.index_select(0, token)  # [N*k, d]
         h = torch._grouped_mm(xs, experts.w_up.to(x.dtype), offs=offs)
         ys = torch._grouped_mm(experts.act(h) * ws[:, None].to(x.dtype), experts.w_down.to(x.dtype), offs=offs)
         out = torch.zeros(n_tokens, x.shape[-1], device=x.device, dtype=torch.float32)
         return out.index_add_(0, token, ys.float()).to(x.dtype)
-    ends = counts.cumsum(0).tolist()  # one sync; the slice loop needs host-side bounds
+    return _sliced_experts(x, ws, token, counts, experts)
+
+
+@torch.compiler.disable
+def _sliced_experts(x: torch.Tensor, ws: torch.Tensor, token: torch.Tensor, counts: torch.Tensor,
+                    experts: Experts) -> torch.Tensor:
+    """The per-expert slice loop. Its bounds live on the host (one sync), so torch.compile must not
+    trace it: it would specialise on the counts and recompile every step. It runs eagerly in place."""
+    ends = counts.cumsum(0).tolist()
     spans = [(e, end - int(n), end) for e, (n, end) in enumerate(zip(counts.tolist(), ends)) if n]
     return _SortedExperts.apply(x, experts.w_up, experts.w_down, ws, token, spans, experts)
 

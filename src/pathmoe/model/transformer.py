@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .config import PathMoEConfig
 from .hooks import RoutingHook
-from .layers import DecoderLayer, RMSNorm, rope_tables
+from .layers import DecoderLayer, MoEFeedForward, RMSNorm, rope_tables
 from .moe import Experts
 from .routers import LinearRouter, LowRankRouter, RouterStack, XMoERouter
 from .routing import choose, load_balancing_loss, z_loss
@@ -63,6 +63,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.activation_checkpointing = False
+        self._attention_block, self._ffn = DecoderLayer.attention_block, MoEFeedForward.forward
         self.post_init()
 
     # ---- Hugging Face plumbing -------------------------------------------------------------
@@ -105,6 +106,17 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute attention and expert activations in backward (trades compute for memory)."""
         self.activation_checkpointing = enabled
+
+    def compile_layers(self, **options) -> None:
+        """torch.compile the per-layer compute (attention block, MoE feed-forward) once for all layers.
+
+        Regional compilation in the torchtitan style: every layer runs the same two compiled
+        functions with its own parameters as inputs, so the compile cost is that of one layer, not
+        of the unrolled stack, and routing (hooks, shared decisions) stays eager Python. Weights and
+        state_dict keys are untouched, so checkpoints and exports are the same as without compile.
+        """
+        self._attention_block = torch.compile(DecoderLayer.attention_block, **options)
+        self._ffn = torch.compile(MoEFeedForward.forward, **options)
 
     # ---- counts ----------------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
@@ -154,7 +166,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         aux = x.new_zeros((), dtype=torch.float32)
         state, decision, routing = None, None, []
         for l, layer in enumerate(self.layers):
-            x = self._ckpt(layer.attention_block, x, cos, sin, mask)
+            x = self._ckpt(self._attention_block, layer, x, cos, sin, mask)
             h = layer.ffn_norm(x).reshape(b * t, -1)  # [N, d]
             if self.router_stack.decides(l):
                 logits, state = self.router_stack.logits(l, h, state)  # [N, E] fp32
@@ -166,7 +178,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
                     aux = aux + cfg.z_loss_coef * z_loss(logits)
                 decision = (ids, weights, probs)
             ids, weights, probs = decision
-            x = x + self._ckpt(layer.ffn, h, ids, weights).view(b, t, -1)
+            x = x + self._ckpt(self._ffn, layer.ffn, h, ids, weights).view(b, t, -1)
             if output_routing:
                 routing.append(decision)
         logits = self.lm_head(self.norm(x))  # [B, T, V]

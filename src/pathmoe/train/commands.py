@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--micro-batch-size", type=int, default=None, help="default: the run's own")
     b.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the run's own")
+    b.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="regional torch.compile of the layers (default: the run's own train.compile)")
+    b.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute layers in backward (default: the run's own setting)")
     b.add_argument("--peak-tflops", type=float, default=989.0, help="per-GPU peak for MFU (H100 SXM bf16 dense: 989)")
     b.add_argument("--work-dir", default=None, help="scratch directory (default: a temporary one)")
     b.add_argument("--out", default=None, help="also write the Markdown record here")
@@ -47,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import shlex
     import tempfile
 
     import torch
@@ -58,10 +63,13 @@ def _bench(args: argparse.Namespace) -> int:
     exp = load_experiment(find_config(args.config))
     peak = args.peak_tflops * 1e12
     with tempfile.TemporaryDirectory(prefix="pathmoe-bench-") as tmp:
+        overrides = {key: value for key, value in (("compile", args.compile),
+                                                   ("activation_checkpointing", args.activation_checkpointing))
+                     if value is not None}
         rows = bench_throughput(exp, args.runs, args.work_dir or tmp, args.steps, args.micro_batch_size,
-                                args.device, peak)
+                                args.device, peak, overrides)
     device = torch.cuda.get_device_name() if rows and rows[0]["device"] == "cuda" else "CPU"
-    text = format_markdown(rows, "pathmoe bench " + " ".join(sys.argv[2:]), device, peak)
+    text = format_markdown(rows, "pathmoe " + shlex.join(args.argv), device, peak)
     print(text)
     if args.out:
         atomic_write_text(args.out, text)

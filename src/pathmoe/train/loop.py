@@ -200,13 +200,13 @@ def _build_engine(rc: dict[str, Any], spec: TrainSpec, ds_config: dict[str, Any]
 
         hook = init_restricted(model, rc, device, rank)
     model.set_activation_checkpointing(spec.activation_checkpointing)
+    if spec.compile:
+        model.compile_layers()  # regional: one compile for all layers, routing stays eager
     optimizer = build_optimizer(model, spec)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, spec.steps, spec.warmup_steps, spec.min_lr_ratio))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config)
-    if spec.compile:
-        engine.compile()
     return engine, train_tokens, hook
 
 

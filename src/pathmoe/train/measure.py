@@ -18,7 +18,10 @@ def peak_mem_gib(device: torch.device) -> float:
 
 
 class Throughput:
-    """Tokens per second over the steps after `warmup` steps (compile/JIT/allocator warm-up)."""
+    """Tokens per second over the steps after `warmup` steps (compile/JIT/allocator warm-up).
+
+    The clock stops at the last finished step, so work after it (the final export) is not counted.
+    """
 
     def __init__(self, tokens_per_step: int, warmup: int, device: torch.device) -> None:
         self.tokens_per_step = tokens_per_step
@@ -27,6 +30,7 @@ class Throughput:
         self.steps = 0
         self.t0: float | None = None
         self.counted = 0
+        self.t_last: float | None = None
         if warmup == 0:
             self.t0 = self._now()
 
@@ -41,9 +45,10 @@ class Throughput:
             self.t0 = self._now()
         elif self.steps > self.warmup:
             self.counted += 1
+            self.t_last = self._now()
 
     def tokens_per_s(self) -> float:
         """Per-process tokens/s after warm-up (0.0 if no step was timed yet)."""
-        if self.t0 is None or self.counted == 0:
+        if self.t0 is None or self.t_last is None:
             return 0.0
-        return self.counted * self.tokens_per_step / max(self._now() - self.t0, 1e-9)
+        return self.counted * self.tokens_per_step / max(self.t_last - self.t0, 1e-9)

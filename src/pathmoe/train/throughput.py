@@ -20,8 +20,12 @@ H100_BF16_DENSE_FLOPS = 989e12
 
 def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, steps: int = 20,
                      micro_batch_size: int | None = None, device: str | None = None,
-                     peak_flops: float = H100_BF16_DENSE_FLOPS) -> list[dict[str, Any]]:
-    """Train each run of `runs` for `steps` steps from scratch; return one result row per run."""
+                     peak_flops: float = H100_BF16_DENSE_FLOPS,
+                     train_overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Train each run of `runs` for `steps` steps from scratch; return one result row per run.
+
+    `train_overrides` (e.g. {"compile": True}) replace the runs' own train keys, for sweeps.
+    """
     from pathmoe.data.synthetic import write_synthetic_shards
     from pathmoe.train.loop import train
 
@@ -44,12 +48,16 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
                      "log_every": steps, "ckpt_every": 10**9, "export_every": 10**9, "keep_exports": 1}
         if device:
             overrides["device"] = device
+        overrides.update(train_overrides or {})
         rc = {**rc, "run_dir": str(run_dir), "data_dir": str(data_dir), "init_from": None,
               "model": {**rc["model"], "vocab_size": vocab}, "train": deep_merge(rc["train"], overrides)}
         summary = train(rc)
         tps = summary["tokens_per_s_per_gpu"]
+        train_spec = rc["train"]
         rows.append({"run": run, "variant": exp.runs[run].variant, "device": summary["device"],
                      "precision": summary["precision"], "micro_batch_size": micro, "seq_len": seq_len,
+                     "compile": bool(train_spec.get("compile", False)),
+                     "activation_checkpointing": bool(train_spec.get("activation_checkpointing", False)),
                      "steps": steps, "tokens_per_s_per_gpu": tps, "peak_mem_gib": summary["peak_mem_gib"],
                      "flops_per_token": train_flops_per_token(rc["model"], seq_len),
                      "mfu": mfu(rc["model"], seq_len, tps, peak_flops)})
@@ -60,10 +68,12 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
 def format_markdown(rows: list[dict[str, Any]], command: str, device_name: str, peak_flops: float) -> str:
     """The benchmark record committed under benchmarks/: command, device, numbers, ratios."""
     lines = [f"Command: `{command}`", "", f"Device: {device_name}; MFU against {peak_flops / 1e12:.0f} TFLOP/s.", "",
-             "| run | precision | micro-batch x seq | tokens/s/GPU | MFU | peak memory (GiB) |",
-             "|---|---|---|---:|---:|---:|"]
+             "| run | precision | compile | act. ckpt | micro-batch x seq | tokens/s/GPU | MFU | peak memory (GiB) |",
+             "|---|---|---|---|---|---:|---:|---:|"]
+    yes_no = {True: "yes", False: "no"}
     for r in rows:
-        lines.append(f"| {r['run']} | {r['precision']} | {r['micro_batch_size']} x {r['seq_len']} | "
+        lines.append(f"| {r['run']} | {r['precision']} | {yes_no[r['compile']]} | "
+                     f"{yes_no[r['activation_checkpointing']]} | {r['micro_batch_size']} x {r['seq_len']} | "
                      f"{r['tokens_per_s_per_gpu']:,.0f} | {r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
     if len(rows) > 1 and rows[0]["tokens_per_s_per_gpu"] > 0:
         base = rows[0]
