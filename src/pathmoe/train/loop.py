@@ -109,6 +109,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     rank = init_distributed("nccl" if device.type == "cuda" else "gloo")["rank"]
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)  # the peak reported is this run's
     ds_config = build_ds_config(spec, world)
     if rank == 0:
         reset_if_config_changed(run_dir, rc)

@@ -1,19 +1,23 @@
 """Training throughput of configured runs through the real training path (issue: 2x the paper).
 
 Each benchmarked run is the experiment's own run spec (model, precision, ZeRO, sequence length,
-dispatch) trained for a few steps on synthetic tokens with one micro-batch per step, so the
-number is what `pathmoe train` achieves per GPU; tokens/s excludes the first warm-up steps.
+dispatch) trained for a few steps on synthetic tokens with one micro-batch per step by
+`pathmoe train` in a process of its own, so the number is what training achieves per GPU and each
+run's peak memory and compile caches are its own; tokens/s excludes the first warm-up steps.
 MFU uses pathmoe.flops (6 x matmul params per token + attention, PaLM convention).
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from pathmoe.config import Experiment, deep_merge
 from pathmoe.flops import mfu, train_flops_per_token
+from pathmoe.io import atomic_write_json, read_json
 
 H100_BF16_DENSE_FLOPS = 989e12
 
@@ -27,7 +31,6 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
     `train_overrides` (e.g. {"compile": True}) replace the runs' own train keys, for sweeps.
     """
     from pathmoe.data.synthetic import write_synthetic_shards
-    from pathmoe.train.loop import train
 
     unknown = [r for r in runs if r not in exp.runs]
     if unknown:
@@ -51,7 +54,7 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
         overrides.update(train_overrides or {})
         rc = {**rc, "run_dir": str(run_dir), "data_dir": str(data_dir), "init_from": None,
               "model": {**rc["model"], "vocab_size": vocab}, "train": deep_merge(rc["train"], overrides)}
-        summary = train(rc)
+        summary = _train_in_subprocess(rc, work / "runs" / f"{run}.json")
         tps = summary["tokens_per_s_per_gpu"]
         train_spec = rc["train"]
         rows.append({"run": run, "variant": exp.runs[run].variant, "device": summary["device"],
@@ -63,6 +66,16 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
                      "mfu": mfu(rc["model"], seq_len, tps, peak_flops)})
         shutil.rmtree(run_dir, ignore_errors=True)
     return rows
+
+
+def _train_in_subprocess(rc: dict[str, Any], spec_path: Path) -> dict[str, Any]:
+    """`pathmoe train --run-config spec_path` in a fresh process; its train_summary.json."""
+    atomic_write_json(spec_path, rc)
+    proc = subprocess.run([sys.executable, "-m", "pathmoe.cli", "train", "--run-config", str(spec_path)],
+                          stdout=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench: training {rc['run']} failed with exit code {proc.returncode} (see stderr above)")
+    return read_json(Path(rc["run_dir"]) / "train_summary.json")
 
 
 def format_markdown(rows: list[dict[str, Any]], command: str, device_name: str, peak_flops: float) -> str:

@@ -1,0 +1,68 @@
+"""The GPU training path itself (CUDA, bf16, grouped GEMM, DeepSpeed with NCCL): run where a GPU is.
+
+CI has no GPU, so these skip there; `benchmarks/gpu/device_check.sh` runs them on a lent H100 next
+to the throughput benchmark. The CPU suite traces the same code path (tests/test_compile.py).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from train_fixtures import run_config, tiny_data  # noqa: F401  (tiny_data is a fixture)
+
+import pathmoe.model.moe as moe
+from pathmoe.model import Experts, choose, dropless_moe, per_token_reference
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _experts_and_decision(n: int = 512, d: int = 64, hidden: int = 128, n_experts: int = 8, k: int = 2):
+    torch.manual_seed(0)
+    experts = Experts(n_experts, d, hidden, "gelu")
+    for p in experts.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    experts = experts.cuda().bfloat16()
+    x = torch.randn(n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    logits = torch.randn(n, n_experts, device="cuda")
+    logits[:, -1] = -1e4  # the last expert gets no tokens: an empty group
+    ids, w = choose(0, logits.softmax(-1), k)
+    return experts, x, ids, w
+
+
+def test_grouped_gemm_is_the_cuda_bf16_path_and_matches_reference():
+    experts, x, ids, w = _experts_and_decision()
+    assert moe._grouped_ok(x, experts)
+    y = dropless_moe(x, ids, w, experts)
+    ref = per_token_reference(x.float(), ids, w, copy.deepcopy(experts).float())  # fp32 reference
+    torch.testing.assert_close(y.float(), ref, rtol=2e-2, atol=2e-2 * ref.abs().max().item())  # bf16 rounding
+
+
+def test_dispatch_makes_no_host_device_sync():
+    experts, x, ids, w = _experts_and_decision()
+    dropless_moe(x, ids, w, experts).float().sum().backward()  # warm-up: allocator, cuBLAS handles
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call inside raises
+    try:
+        y = dropless_moe(x, ids, w, experts)
+        y.float().sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_bf16_deepspeed_training_on_cuda_learns(compile_, tiny_data, tmp_path):  # noqa: F811
+    from pathmoe.train import train
+    from pathmoe.train.metrics import read_metrics
+
+    rc = run_config(tmp_path / "run", tiny_data, model={"d_model": 64, "expert_hidden": 64, "n_heads": 4,
+                                                         "n_kv_heads": 2},
+                    train={"steps": 30, "device": "cuda", "precision": "bf16", "compile": compile_,
+                           "ckpt_every": 100, "export_every": 100})
+    summary = train(rc)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert summary["device"] == "cuda" and summary["precision"] == "bf16"
+    assert losses[-1] < losses[0] - 0.5
+    assert summary["peak_mem_gib"] > 0
