@@ -52,17 +52,36 @@ def test_dispatch_makes_no_host_device_sync():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("compile_", [False, True])
-def test_bf16_deepspeed_training_on_cuda_learns(compile_, tiny_data, tmp_path):  # noqa: F811
+def _train_cuda(run_dir, data_dir, compile_: bool) -> dict:
     from pathmoe.train import train
-    from pathmoe.train.metrics import read_metrics
 
-    rc = run_config(tmp_path / "run", tiny_data, model={"d_model": 64, "expert_hidden": 64, "n_heads": 4,
-                                                         "n_kv_heads": 2},
+    rc = run_config(run_dir, data_dir, model={"d_model": 64, "expert_hidden": 64, "n_heads": 4, "n_kv_heads": 2},
                     train={"steps": 30, "device": "cuda", "precision": "bf16", "compile": compile_,
                            "ckpt_every": 100, "export_every": 100})
-    summary = train(rc)
+    return train(rc)
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_bf16_deepspeed_training_on_cuda_learns(compile_, tiny_data, tmp_path):  # noqa: F811
+    from pathmoe.train.metrics import read_metrics
+
+    summary = _train_cuda(tmp_path / "run", tiny_data, compile_)
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
     assert summary["device"] == "cuda" and summary["precision"] == "bf16"
     assert losses[-1] < losses[0] - 0.5
     assert summary["peak_mem_gib"] > 0
+
+
+def test_bf16_cuda_evaluation_matches_fp32_cpu(tiny_data, tmp_path):  # noqa: F811
+    """The eval stage's bf16 CUDA load scores like the fp32 CPU load of the same export."""
+    from pathmoe.eval.checkpoint import load_checkpoint
+    from pathmoe.eval.perplexity import validation_perplexity
+
+    _train_cuda(tmp_path / "run", tiny_data, compile_=False)
+    export = tmp_path / "run" / "hf" / "step_30"
+    ppl = {}
+    for device, bf16 in (("cpu", False), ("cuda", True)):
+        model, _ = load_checkpoint(export, device=device, bf16=bf16, tokenizer_dir=tiny_data / "tokenizer")
+        assert next(model.parameters()).dtype == (torch.bfloat16 if bf16 else torch.float32)
+        ppl[device] = validation_perplexity(model, tiny_data / "shards", seq_len=32, n_tokens=2048)
+    assert ppl["cuda"] == pytest.approx(ppl["cpu"], rel=0.02)
