@@ -52,6 +52,22 @@ def test_dispatch_makes_no_host_device_sync():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def test_causal_attention_runs_on_the_flash_kernel():
+    """The training attention (no padding mask, bf16, GQA expanded) is served by FlashAttention."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from pathmoe.model import PathMoEConfig
+    from pathmoe.model.layers import Attention, rope_tables
+
+    cfg = PathMoEConfig(d_model=1280, n_heads=20, n_kv_heads=4, n_layers=1, n_experts=16, top_k=4)
+    attn = Attention(cfg).cuda().bfloat16()
+    x = torch.randn(2, 1024, 1280, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = rope_tables(1024, cfg.head_dim, cfg.rope_theta, x.device)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # raises if flash cannot take these inputs
+        attn(x, cos, sin, None).float().square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def _train_cuda(run_dir, data_dir, compile_: bool) -> dict:
     from pathmoe.train import train
 
