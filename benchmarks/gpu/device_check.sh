@@ -13,11 +13,15 @@ set -uo pipefail
 OUT=${OUT:-/tmp/pathmoe-device-out}
 mkdir -p "$OUT"
 BUDGET_S=${BUDGET_S:-540}  # stop starting new stages after this many seconds
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# Knobs for a CPU rehearsal (benchmarks/gpu/rehearse_on_cpu.sh); the defaults are the GPU run.
+BENCH_CONFIG=${BENCH_CONFIG:-paper-0.9b} BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_STEPS=${BENCH_STEPS:-20}
+if [[ -z ${SKIP_INSTALL:-} ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
-  python3 -c "import torch, deepspeed, transformers; print('torch', torch.__version__, '| deepspeed', deepspeed.__version__, '| transformers', transformers.__version__, '|', torch.cuda.get_device_name())"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || true
+  python3 -c "import torch, deepspeed, transformers; print('torch', torch.__version__, '| deepspeed', deepspeed.__version__, '| transformers', transformers.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 } 2>&1 | tee "$OUT/device_check.log"
 
 stage() {  # stage NAME COMMAND...: run if time is left, append its output to the log
@@ -28,7 +32,8 @@ stage() {  # stage NAME COMMAND...: run if time is left, append its output to th
 }
 
 stage test_cuda python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-BENCH=(python3 -m pathmoe.cli bench --config paper-0.9b --runs indep_s0 pathb4_s0 --steps 20 --device cuda)
+BENCH=(python3 -m pathmoe.cli bench --config "$BENCH_CONFIG" --runs indep_s0 pathb4_s0 --steps "$BENCH_STEPS"
+       --device "$BENCH_DEVICE")
 stage bench_eager "${BENCH[@]}" --no-compile --out "$OUT/train_throughput_eager.md"
 stage bench_compile "${BENCH[@]}" --compile --out "$OUT/train_throughput_compile.md"
 stage bench_compile_mb8 "${BENCH[@]}" --compile --micro-batch-size 8 --out "$OUT/train_throughput_compile_mb8.md"
