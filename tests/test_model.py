@@ -143,7 +143,7 @@ def test_deepspeed_checkpoint_loads_as_dropless_with_identical_weights(tmp_path)
 
 
 def test_light_model_rules_match_the_config_class():
-    """The experiment loader validates with pathmoe.model_rules (no torch import): same defaults."""
+    """PathMoEConfig inherits model_rules.ModelFields: no transformers field shadows a model default."""
     from pathmoe.model import PathMoEConfig
     from pathmoe.model_rules import MODEL_DEFAULTS
 

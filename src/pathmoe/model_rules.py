@@ -7,6 +7,7 @@ dicts here instead of constructing transformers configs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 ROUTERS = ("linear", "random", "xmoe", "recurrent", "mono", "lowrank")
@@ -18,15 +19,41 @@ _POSITIVE_INTS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", 
                   "expert_hidden", "max_seq_len", "lowrank_rank", "recurrent_hidden", "xmoe_dim",
                   "expert_parallel_size")
 
-# The model keys and their defaults: the paper's 0.9B model (Table 5). PathMoEConfig declares the
-# same fields with the same defaults (a test keeps the two equal).
-MODEL_DEFAULTS: dict[str, Any] = {
-    "vocab_size": 32000, "d_model": 1280, "n_layers": 24, "n_heads": 20, "n_kv_heads": 4, "n_experts": 16,
-    "top_k": 4, "expert_hidden": 768, "max_seq_len": 4096, "rope_theta": 10000.0, "norm_eps": 1e-5,
-    "expert_activation": "gelu", "router": "linear", "block_size": 1, "lowrank_rank": 8, "recurrent_hidden": 256,
-    "xmoe_dim": 16, "xmoe_init_temperature": 0.07, "lbl_coef": 0.01, "z_loss_coef": 0.0, "dispatch": "dropless",
-    "capacity_factor": 1.25, "expert_parallel_size": 1, "initializer_range": 0.02,
-}
+@dataclasses.dataclass(kw_only=True)
+class ModelFields:
+    """The model keys and their defaults: the paper's 0.9B model (Table 5).
+
+    Declared once, here, without torch or transformers: `PathMoEConfig` inherits these fields
+    (transformers 5 configs are dataclasses), and the experiment loader reads MODEL_DEFAULTS.
+    """
+
+    vocab_size: int = 32000
+    d_model: int = 1280
+    n_layers: int = 24
+    n_heads: int = 20
+    n_kv_heads: int = 4
+    n_experts: int = 16
+    top_k: int = 4
+    expert_hidden: int = 768
+    max_seq_len: int = 4096
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    expert_activation: str = "gelu"
+    router: str = "linear"
+    block_size: int = 1
+    lowrank_rank: int = 8
+    recurrent_hidden: int = 256
+    xmoe_dim: int = 16
+    xmoe_init_temperature: float = 0.07
+    lbl_coef: float = 0.01
+    z_loss_coef: float = 0.0
+    dispatch: str = "dropless"
+    capacity_factor: float = 1.25
+    expert_parallel_size: int = 1
+    initializer_range: float = 0.02
+
+
+MODEL_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ModelFields)}
 
 
 def check_model_config(values: Mapping[str, Any]) -> None:

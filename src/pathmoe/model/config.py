@@ -11,15 +11,16 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from pathmoe.model_rules import ACTIVATIONS, DISPATCHES, ROUTERS  # noqa: F401  (re-exported by pathmoe.model)
-from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
+from pathmoe.model_rules import MODEL_DEFAULTS, ModelFields, check_model_config
 
 
-class PathMoEConfig(PretrainedConfig):
+class PathMoEConfig(ModelFields, PretrainedConfig):
     """Configuration of a decoder-only MoE Transformer with a selectable routing strategy.
 
     Defaults are the paper's 0.9B model (Table 5). `block_size` is the number of consecutive layers
     that share router parameters (linear, xmoe) or routing decisions (mono); the last block may be
-    shorter. `expert_parallel_size` is only used by the deepspeed dispatch.
+    shorter. `expert_parallel_size` is only used by the deepspeed dispatch. The model fields are
+    declared in `pathmoe.model_rules.ModelFields` (torch-free, shared with the config loader).
     """
 
     model_type = "pathmoe"
@@ -28,30 +29,6 @@ class PathMoEConfig(PretrainedConfig):
                      "num_attention_heads": "n_heads", "num_key_value_heads": "n_kv_heads",
                      "max_position_embeddings": "max_seq_len"}
 
-    vocab_size: int = 32000
-    d_model: int = 1280
-    n_layers: int = 24
-    n_heads: int = 20
-    n_kv_heads: int = 4
-    n_experts: int = 16
-    top_k: int = 4
-    expert_hidden: int = 768
-    max_seq_len: int = 4096
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    expert_activation: str = "gelu"
-    router: str = "linear"
-    block_size: int = 1
-    lowrank_rank: int = 8
-    recurrent_hidden: int = 256
-    xmoe_dim: int = 16
-    xmoe_init_temperature: float = 0.07
-    lbl_coef: float = 0.01
-    z_loss_coef: float = 0.0
-    dispatch: str = "dropless"
-    capacity_factor: float = 1.25
-    expert_parallel_size: int = 1
-    initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
