@@ -123,7 +123,7 @@ def main() -> None:
         lines.append(f"| {r['variant']} | {r['fwd_bwd_s']:.3f} | {r['peak_extra_mib']:.0f} | "
                      f"{r['fwd_bwd_s'] / by['dropless']['fwd_bwd_s']:.2f}x | "
                      f"{r['peak_extra_mib'] / by['dropless']['peak_extra_mib']:.2f}x |")
-    lines += ["", f"dropless is {speed:.2f}x faster than deepspeed and uses {mem:.2f}x its peak extra memory "
+    lines += ["", f"dropless is {speed:.2f}x faster than deepspeed and uses {mem:.3f}x its peak extra memory "
               f"(target: >= 2x faster, <= 0.5x memory: speed {'met' if speed >= 2 else 'NOT met'}, "
               f"memory {'met' if mem <= 0.5 else 'NOT met'}).",
               "",

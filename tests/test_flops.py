@@ -38,3 +38,12 @@ def test_paper_scale_flops_per_token_magnitude():
     n = matmul_params_per_token(m)
     assert 0.30e9 < n < 0.34e9
     assert train_flops_per_token(m, 4096) == pytest.approx(6 * n + 12 * 24 * 4096 * 1280)
+
+
+def test_unset_model_keys_take_the_model_defaults():
+    """A scale may leave keys at their defaults: FLOPs count the defaults (the 0.9B model)."""
+    from pathmoe.model_rules import MODEL_DEFAULTS
+
+    assert matmul_params_per_token({}) == matmul_params_per_token(MODEL_DEFAULTS)
+    partial = {k: v for k, v in TINY.items() if k != "n_kv_heads"}
+    assert train_flops_per_token(partial, 10) == train_flops_per_token({**TINY, "n_kv_heads": 4}, 10)

@@ -196,3 +196,13 @@ def test_throughput_excludes_warmup_and_work_after_the_last_step(monkeypatch):
     for _ in range(4):
         meter.step_done()
     assert meter.tokens_per_s() == pytest.approx(2 * 100 / 3.0)  # 2 timed steps in 13 - 10 s
+
+
+def test_misspelt_model_key_in_a_run_spec_is_an_error():
+    from pathmoe.train.loop import _build_model
+
+    model = {"d_model": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "n_experts": 4, "top_k": 2,
+             "expert_hidden": 32, "max_seq_len": 64, "vocab_size": None}
+    assert _build_model({"model": model}, 64).config.vocab_size == 64
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['routr'\]"):
+        _build_model({"model": {**model, "routr": "mono"}}, 64)

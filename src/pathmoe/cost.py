@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pathmoe.config import Experiment
-from pathmoe.flops import run_gpu_hours
+from pathmoe.flops import run_gpu_hours, train_tokens
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ def parameter_counts(model: dict) -> dict[str, int]:
         return PathMoEForCausalLM(PathMoEConfig(**model)).parameter_counts()
 
 
-def _vocab_size(exp: Experiment, run: str) -> int:
+def run_vocab_size(exp: Experiment, run: str) -> int:
+    """The run's vocabulary: the model's own, else its dataset tokenizer's (what training will use)."""
     spec = exp.runs[run]
     if spec.model.get("vocab_size"):
         return int(spec.model["vocab_size"])
@@ -45,8 +46,8 @@ def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[Ru
     """GPU-hours of every training run of `exp`, in config order."""
     costs = []
     for run, spec in exp.runs.items():
-        model = {**spec.model, "vocab_size": _vocab_size(exp, run)}
-        tokens = spec.train["steps"] * spec.train["global_batch_size"] * spec.train["seq_len"]
+        model = {**spec.model, "vocab_size": run_vocab_size(exp, run)}
+        tokens = train_tokens(spec.train)
         counts = parameter_counts(model)
         costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu),
                              counts["total"], counts["active"]))

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from pathmoe.model_rules import MODEL_DEFAULTS
+
 
 def matmul_params_per_token(model: Mapping[str, Any]) -> int:
-    """Weights one token multiplies in a forward pass (the `N` of 6N)."""
+    """Weights one token multiplies in a forward pass (the `N` of 6N); unset keys take the model defaults."""
+    model = {**MODEL_DEFAULTS, **model}
     d, L = model["d_model"], model["n_layers"]
     n_heads, n_kv = model["n_heads"], model["n_kv_heads"]
     head_dim = d // n_heads
     attn = d * n_heads * head_dim + 2 * d * n_kv * head_dim + n_heads * head_dim * d
-    mats = 3 if model.get("expert_activation", "gelu") == "swiglu" else 2
+    mats = 3 if model["expert_activation"] == "swiglu" else 2
     experts = model["top_k"] * mats * d * model["expert_hidden"]
     router = d * model["n_experts"]
     lm_head = d * model["vocab_size"]
@@ -29,6 +32,7 @@ def matmul_params_per_token(model: Mapping[str, Any]) -> int:
 
 def train_flops_per_token(model: Mapping[str, Any], seq_len: int) -> float:
     """Forward+backward FLOPs per trained token at context length `seq_len`."""
+    model = {**MODEL_DEFAULTS, **model}
     attention = 12 * model["n_layers"] * seq_len * model["d_model"]
     return 6.0 * matmul_params_per_token(model) + attention
 
@@ -38,7 +42,11 @@ def mfu(model: Mapping[str, Any], seq_len: int, tokens_per_s_per_gpu: float, pea
     return train_flops_per_token(model, seq_len) * tokens_per_s_per_gpu / peak_flops
 
 
+def train_tokens(train: Mapping[str, Any]) -> int:
+    """Tokens a run trains on: steps x global batch x sequence length."""
+    return train["steps"] * train["global_batch_size"] * train["seq_len"]
+
+
 def run_gpu_hours(model: Mapping[str, Any], train: Mapping[str, Any], gpu_flops: float, mfu_assumed: float) -> float:
     """GPU-hours to train a run: its total FLOPs at `mfu_assumed` of `gpu_flops` per GPU."""
-    tokens = train["steps"] * train["global_batch_size"] * train["seq_len"]
-    return tokens * train_flops_per_token(model, train["seq_len"]) / (gpu_flops * mfu_assumed) / 3600.0
+    return train_tokens(train) * train_flops_per_token(model, train["seq_len"]) / (gpu_flops * mfu_assumed) / 3600.0

@@ -8,6 +8,8 @@ function. Two slow references (per token and per expert) exist for tests and the
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,8 +135,8 @@ def _sliced_experts(x: torch.Tensor, ws: torch.Tensor, token: torch.Tensor, coun
                     experts: Experts) -> torch.Tensor:
     """The per-expert slice loop. Its bounds live on the host (one sync), so torch.compile must not
     trace it: it would specialise on the counts and recompile every step. It runs eagerly in place."""
-    ends = counts.cumsum(0).tolist()
-    spans = [(e, end - int(n), end) for e, (n, end) in enumerate(zip(counts.tolist(), ends)) if n]
+    sizes = counts.tolist()  # the one host read
+    spans = [(e, end - n, end) for e, (n, end) in enumerate(zip(sizes, itertools.accumulate(sizes))) if n]
     return _SortedExperts.apply(x, experts.w_up, experts.w_down, ws, token, spans, experts)
 
 

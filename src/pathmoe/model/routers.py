@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PathMoEConfig
+from .config import ROUTERS, PathMoEConfig
 
 
 class LinearRouter(nn.Module):
@@ -121,7 +121,7 @@ class RouterStack(nn.Module):
         elif self.kind == "lowrank":
             self.lowrank = LowRankRouter(d, e, cfg.lowrank_rank, n)
         else:  # unreachable after PathMoEConfig.validate
-            raise ValueError(f"router={self.kind!r} is invalid; allowed: linear | random | xmoe | recurrent | mono | lowrank")
+            raise ValueError(f"router={self.kind!r} is invalid; allowed: {' | '.join(ROUTERS)}")
 
     def block_of(self, layer: int) -> int:
         return layer // self.block_size

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="regional torch.compile of the layers (default: the run's own train.compile)")
     b.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute layers in backward (default: the run's own setting)")
-    b.add_argument("--peak-tflops", type=float, default=989.0, help="per-GPU peak for MFU (H100 SXM bf16 dense: 989)")
+    b.add_argument("--peak-tflops", type=float, default=None,
+                   help="per-GPU peak for MFU (default: the config's cost.gpu_flops; H100 SXM bf16 dense: 989)")
     b.add_argument("--work-dir", default=None, help="scratch directory (default: a temporary one)")
     b.add_argument("--out", default=None, help="also write the Markdown record here")
     b.set_defaults(func=_bench)
@@ -61,7 +62,7 @@ def _bench(args: argparse.Namespace) -> int:
     from pathmoe.train.throughput import bench_throughput, format_markdown
 
     exp = load_experiment(find_config(args.config))
-    peak = args.peak_tflops * 1e12
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else exp.cost["gpu_flops"]
     with tempfile.TemporaryDirectory(prefix="pathmoe-bench-") as tmp:
         overrides = {key: value for key, value in (("compile", args.compile),
                                                    ("activation_checkpointing", args.activation_checkpointing))

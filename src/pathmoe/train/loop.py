@@ -56,8 +56,12 @@ def _seed_all(seed: int) -> None:
 
 def _build_model(rc: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
+    from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
     kwargs = dict(rc["model"])
+    # PathMoEConfig keeps unknown kwargs as attributes (from_pretrained passes HF extras), so a
+    # typo in a run spec given straight to `pathmoe train` would silently train the default.
+    check_model_config({**MODEL_DEFAULTS, **kwargs, "vocab_size": kwargs.get("vocab_size") or vocab_size})
     if kwargs.get("vocab_size") is None:
         kwargs["vocab_size"] = vocab_size
     elif kwargs["vocab_size"] < vocab_size:
@@ -291,5 +295,5 @@ def _tb_write(tb: Any, rec: dict[str, Any]) -> None:
     if tb is None:
         return
     for key, value in rec.items():
-        if key != "step" and isinstance(value, (int, float)) and value is not None:
+        if key != "step" and isinstance(value, (int, float)):
             tb.add_scalar(f"train/{key}", value, rec["step"])

@@ -16,20 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from pathmoe.config import Experiment, deep_merge
+from pathmoe.cost import run_vocab_size
 from pathmoe.flops import mfu, train_flops_per_token
 from pathmoe.io import atomic_write_json, read_json
-
-H100_BF16_DENSE_FLOPS = 989e12
 
 
 def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, steps: int = 20,
                      micro_batch_size: int | None = None, device: str | None = None,
-                     peak_flops: float = H100_BF16_DENSE_FLOPS,
+                     peak_flops: float | None = None,
                      train_overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train each run of `runs` for `steps` steps from scratch; return one result row per run.
 
+    The model is the run's own, with the vocabulary training would use (`run_vocab_size`). MFU is
+    against `peak_flops`, by default the experiment's `cost.gpu_flops` (what `pathmoe plan` uses).
     `train_overrides` (e.g. {"compile": True}) replace the runs' own train keys, for sweeps.
     """
+    peak_flops = peak_flops or exp.cost["gpu_flops"]
     from pathmoe.data.synthetic import write_synthetic_shards
 
     unknown = [r for r in runs if r not in exp.runs]
@@ -41,7 +43,7 @@ def bench_throughput(exp: Experiment, runs: list[str], work_dir: str | Path, ste
         rc = exp.run_config(run)
         micro = micro_batch_size or rc["train"]["micro_batch_size"]
         seq_len = rc["train"]["seq_len"]
-        vocab = rc["model"].get("vocab_size") or 32000
+        vocab = run_vocab_size(exp, run)
         data_dir = work / f"data_v{vocab}"
         if not (data_dir / "shards" / "index.json").is_file():
             write_synthetic_shards(data_dir, vocab, train_tokens=max(4 * micro * (seq_len + 1), 1 << 20))
