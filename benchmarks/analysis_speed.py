@@ -7,6 +7,8 @@
 2. Fig 7 consistency metrics on the same traces (no budget; recorded for planning).
 3. The whole suite of one smoke checkpoint (`run_all`: traces, six analyses, robustness at 5 p's)
    for a random model of the default config's `tiny` scale on 16384 val tokens (budget: < 60 s).
+4. Fig 5's token labelling (`word_categories`) at the paper's size: the smoke BPE tokenizer's ids
+   repeated to 7.18M tokens (no budget; it is the only per-token step of the specialization record).
 
 Run: `OMP_NUM_THREADS=1 python benchmarks/analysis_speed.py` (from the repository root).
 """
@@ -60,8 +62,8 @@ def timed(fn, *args, **kwargs):
     return result, seconds, cpu, peak
 
 
-def smoke_suite(tmp: Path) -> dict[str, float]:
-    """Random tiny-scale checkpoint + synthetic BPE shards -> run_all timings."""
+def smoke_suite(tmp: Path) -> tuple[dict[str, float], object, np.ndarray]:
+    """Random tiny-scale checkpoint + synthetic BPE shards -> (run_all timings, tokenizer, val ids)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -92,17 +94,19 @@ def smoke_suite(tmp: Path) -> dict[str, float]:
     ckpt = tmp / "ckpt"
     torch.manual_seed(0)
     PathMoEForCausalLM(cfg).save_pretrained(ckpt)
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(ckpt)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    hf_tok.save_pretrained(ckpt)
     start, cpu = time.perf_counter(), time.process_time()
     timings = run_all(ckpt, shards, tmp / "analysis", num_tokens=16384, seq_len=128, batch_size=32, device="cpu")
     timings["total"] = time.perf_counter() - start
     timings["total_cpu"] = time.process_time() - cpu
-    return timings
+    return timings, hf_tok, ids
 
 
 def main() -> int:
     from pathmoe.analysis.consistency import consistency_metrics
     from pathmoe.analysis.paths import path_metrics
+    from pathmoe.analysis.specialization import word_categories
 
     load_before = os.getloadavg()
     experts = synthetic_experts()
@@ -110,14 +114,15 @@ def main() -> int:
     _, cons_s, cons_cpu, cons_mib = timed(consistency_metrics, experts, EXPERTS)
     del experts
     with tempfile.TemporaryDirectory() as tmp:
-        smoke = smoke_suite(Path(tmp))
+        smoke, tokenizer, ids = smoke_suite(Path(tmp))
+    _, wc_s, wc_cpu, wc_mib = timed(word_categories, np.resize(ids, TOKENS), tokenizer)
     load_after = os.getloadavg()
     cmd = "OMP_NUM_THREADS=1 python benchmarks/analysis_speed.py"
     lines = [
         "# Analysis speed", "",
         f"Command: `{cmd}` (writes this file). Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPU cores shared with ~7 other engineers' jobs while measuring "
-        f"(load average {load_before[0]:.2f} before, {load_after[0]:.2f} after), Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPU cores, 1-minute load average {load_before[0]:.2f} before and "
+        f"{load_after[0]:.2f} after the run, Python {sys.version.split()[0]}, "
         f"numpy {np.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.", "",
         "Peak MiB = peak of new allocations during the call (tracemalloc), excluding the input traces "
         f"({TOKENS * LAYERS * TOP_K * 2 / 2**20:.0f} MiB of int16 experts).", "",
@@ -126,6 +131,8 @@ def main() -> int:
         f"| {t4_s:.2f} | {t4_cpu:.2f} | {t4_mib:.0f} | <= 10 s |",
         f"| Fig 7 (`consistency_metrics`) | same traces, top-{TOP_K} sets | {cons_s:.2f} | {cons_cpu:.2f} "
         f"| {cons_mib:.0f} | - |",
+        f"| Fig 5 labels (`word_categories`) | {TOKENS:,} tokens, {len(np.unique(ids)):,} distinct ids "
+        f"(smoke BPE) | {wc_s:.2f} | {wc_cpu:.2f} | {wc_mib:.0f} | - |",
         f"| smoke suite (`run_all`) total | tiny scale (8 layers, 8 experts, top-2), 16,384 val tokens, "
         f"5 p values | {smoke['total']:.2f} | {smoke['total_cpu']:.2f} | - | < 60 s |",
     ]

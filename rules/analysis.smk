@@ -1,7 +1,11 @@
 # Path analyses of each run's selected checkpoint on a fixed held-out token set (Tables 3-4,
 # Figures 4, 5, 7, 8). Routing traces are collected once; every analysis reads them.
 
-TRACE_ANALYSES = ["paths", "consistency", "entropy", "specialization"]
+from pathmoe.analysis.suite import TRACE_ANALYSES
+
+# `top-paths` has no rule: nothing in the DAG reads it (Table 3's paths are each restricted run's
+# own restricted_paths.json); `pathmoe analyze top-paths` / `all` still write it on request.
+RULE_ANALYSES = [kind for kind in TRACE_ANALYSES if kind != "top-paths"]
 
 
 def selected_checkpoint(selected_json):
@@ -19,6 +23,7 @@ rule traces:
         tokens=lambda wc: EXP.runs[wc.run].analysis["tokens"],
         seq_len=lambda wc: EXP.runs[wc.run].analysis["seq_len"],
         batch=lambda wc: EXP.runs[wc.run].analysis["batch_size"],
+        device=lambda wc: EXP.runs[wc.run].analysis["device"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
         gpu=stage_resource("analysis", "gpu", 0),
@@ -27,7 +32,7 @@ rule traces:
     shell:
         recorded("pathmoe analyze traces --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
-                 + " --batch-size {params.batch} --out {output}")
+                 + " --batch-size {params.batch} --device {params.device} --out {output}")
 
 
 rule analyze_traces:
@@ -37,12 +42,14 @@ rule analyze_traces:
     output:
         f"{OUT}/runs/{{run}}/analysis/{{kind}}.json",
     wildcard_constraints:
-        kind="|".join(TRACE_ANALYSES),
+        kind="|".join(RULE_ANALYSES),
     params:
-        command=lambda wc: wc.kind,
+        # analysis.top_paths: how many frequent paths specialization.json lists (Fig 5 draws a prefix)
+        num_paths=lambda wc: (f" --num-paths {EXP.runs[wc.run].analysis['top_paths']}"
+                              if wc.kind == "specialization" else ""),
     shell:
-        recorded("pathmoe analyze {params.command} --traces {input.traces} --tokenizer {input.tokenizer}"
-                 " --out {output}", deterministic=True)
+        recorded("pathmoe analyze {wildcards.kind} --traces {input.traces} --tokenizer {input.tokenizer}"
+                 "{params.num_paths} --out {output}", deterministic=True)
 
 
 rule robustness:
@@ -55,6 +62,8 @@ rule robustness:
         p=lambda wc: " ".join(map(str, EXP.runs[wc.run].analysis["permute_p"])),
         tokens=lambda wc: EXP.runs[wc.run].analysis["tokens"],
         seq_len=lambda wc: EXP.runs[wc.run].analysis["seq_len"],
+        batch=lambda wc: EXP.runs[wc.run].analysis["batch_size"],
+        device=lambda wc: EXP.runs[wc.run].analysis["device"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
         gpu=stage_resource("analysis", "gpu", 0),
@@ -63,4 +72,4 @@ rule robustness:
     shell:
         recorded("pathmoe analyze robustness --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
-                 + " --p {params.p} --out {output}")
+                 + " --batch-size {params.batch} --device {params.device} --p {params.p} --out {output}")

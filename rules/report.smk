@@ -40,11 +40,14 @@ def table_inputs(wildcards):
 
 def figure_inputs(wildcards):
     name = wildcards.name
-    runs = seed_runs(EXP.report.figure_rows(name))
+    rows = EXP.report.figure_rows(name)
+    runs = seed_runs(rows)
     inputs = {"spec": SPEC, "records": [], "other": []}
     if name in RECORD_FIGURES:
         inputs["records"] = [f"{OUT}/runs/{r}/eval/records.csv" for r in runs]
         inputs["other"] = [f"{OUT}/runs/{r}/eval/selected.json" for r in runs]
+    if name == "fig5":  # one panel per row from its first seed (paths do not average over seeds)
+        runs = [EXP.base_runs[row.run][0] for row in rows]
     for kind in FIGURE_ANALYSES.get(name, []):
         inputs["other"] += [f"{OUT}/runs/{r}/analysis/{kind}.json" for r in runs]
     return inputs

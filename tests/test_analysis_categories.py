@@ -64,6 +64,55 @@ def test_subwords_take_the_category_of_their_whole_word():
                    "ordinals", "ordinals", "other", "other"]
 
 
+def _reference_word_categories(token_ids, tokenizer):
+    """The definition, token by token: a new word at a boundary marker or at/after a non-alphanumeric token."""
+    from pathmoe.analysis.categories import normalise
+    from pathmoe.analysis.specialization import token_pieces
+
+    ids = [int(i) for i in token_ids]
+    texts, starts = token_pieces(tokenizer, np.asarray(ids, dtype=np.int64))
+    core = {i: normalise(t) for i, t in texts.items()}
+    alnum = {i: bool(c) and c.replace("'", "").isalnum() for i, c in core.items()}
+    out, word = [], []
+    for j, i in enumerate(ids):
+        if j and (starts[i] or not alnum[i] or not alnum[ids[j - 1]]):
+            out += [classify("".join(core[w] for w in word))] * len(word)
+            word = []
+        word.append(i)
+    out += [classify("".join(core[w] for w in word))] * len(word)
+    return [CATEGORIES.index(c) for c in out]
+
+
+def test_vectorised_word_categories_match_the_token_by_token_definition():
+    pieces = ["The", "Ġrunn", "ing", "Ġdog", "Ġsa", "id", ".", "Ġ2", "nd", "Ġun", "said", "'s", "Ġ", "1", ",", "000",
+              "ĠJohn", "ĠMay", "ly", "Ġquick", "ly", "er", "Ġ3", "rd", "!", "Ġhappi", "ness"]
+    tok = _FakeTokenizer(pieces)
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 7, 3000):
+        ids = rng.integers(0, len(pieces), n)
+        got = word_categories(ids.astype(np.uint16), tok)
+        assert got.dtype == np.int16 and got.tolist() == _reference_word_categories(ids, tok), n
+    # long words: sequences of many tokens take the code-folding path (re-densified before overflow)
+    ids = np.array(([9] + [2, 8, 5, 18, 20, 21, 26] * 12) * 50)
+    assert word_categories(ids, tok).tolist() == _reference_word_categories(ids, tok)
+
+
+@pytest.mark.parametrize("base,size", [(3, 5), (1000, 40), (70000, 9)])
+def test_word_grouping_puts_equal_token_sequences_together_exactly(base, size):
+    from pathmoe.analysis.specialization import _distinct_rows
+
+    rng = np.random.default_rng(base)
+    rows = rng.integers(0, base, (400, size))
+    rows = rows[rng.integers(0, len(rows), 3000)]  # many repeats
+    rows[:, 0] = np.where(rng.random(3000) < 0.5, rows[:, 0], base - 1)  # rows differing in one column
+    rep, ids = _distinct_rows(rows, base)
+    _, expected = np.unique(rows, axis=0, return_inverse=True)
+    expected = expected.reshape(-1)
+    same, same_expected = ids[:, None] == ids[None, :], expected[:, None] == expected[None, :]
+    assert (same == same_expected).all() and len(rep) == len(np.unique(expected))
+    assert (rows[rep][ids] == rows).all()  # each row's representative is an equal row
+
+
 def test_specialization_concentration_closed_forms():
     one_hot = np.zeros(len(CATEGORIES))
     one_hot[3] = 1

@@ -82,3 +82,48 @@ def test_single_analysis_commands_and_errors(setup, capsys):
     assert main(["analyze", "specialization", "--traces", str(traces), "--out", str(root / "s.json")]) != 0
     assert "pass --tokenizer DIR" in capsys.readouterr().err
     assert not (root / "x.json").exists() and not (root / "s.json").exists()
+
+
+def test_cli_checks_p_and_the_checkpoint_before_loading(setup, capsys):
+    root, ckpt, shards, _ = setup
+    common = ["--shards", str(shards), "--tokens", "256", "--seq-len", "32", "--device", "cpu"]
+    out = root / "r.json"
+    assert main(["analyze", "robustness", "--checkpoint", str(root / "nosuch"), *common, "--p", "0", "2",
+                 "--out", str(out)]) != 0
+    assert "p=2.0: allowed are values in [0, 1]" in capsys.readouterr().err
+    partial = root / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text((ckpt / "config.json").read_text())
+    assert main(["analyze", "robustness", "--checkpoint", str(partial), *common, "--out", str(out)]) != 0
+    assert "missing model.safetensors" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_val_tokens_reads_only_the_requested_window_across_shards(tmp_path, monkeypatch):
+    from pathmoe.analysis.suite import val_tokens
+    from pathmoe.data import TokenShards
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    parts = [np.arange(0, 100, dtype=np.uint16), np.arange(100, 250, dtype=np.uint16)]
+    split = []
+    for i, part in enumerate(parts):
+        part.tofile(shards / f"val_{i:05d}.bin")
+        split.append({"file": f"val_{i:05d}.bin", "num_tokens": int(part.size), "sha256": sha256_file(shards / f"val_{i:05d}.bin")})
+    atomic_write_json(shards / "index.json", {"dtype": "uint16", "vocab_size": 256, "eos_id": 0, "tokenizer": "test",
+                                              "splits": {"val": split}})
+    # `.tokens` concatenates the whole split; the analysis token set must not need it
+    monkeypatch.setattr(TokenShards, "tokens", property(lambda self: pytest.fail("read the whole split")))
+    np.testing.assert_array_equal(val_tokens(shards, 120), np.arange(120))
+    np.testing.assert_array_equal(val_tokens(shards, 1000), np.arange(250))  # fewer than asked: all, with a warning
+
+
+def test_dag_parse_imports_of_the_analysis_package_stay_light():
+    """The Snakefile imports pathmoe.analysis.suite to list the analyses: no torch, scipy or tqdm."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathmoe.analysis, pathmoe.analysis.suite; "
+            "print(sorted(m for m in ('torch', 'scipy', 'tqdm', 'transformers') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"

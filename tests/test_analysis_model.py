@@ -69,6 +69,23 @@ def test_p0_leaves_perplexity_exactly_unchanged_and_p1_changes_every_decision(mo
         PermutationHook(1.5, 4, 8)
 
 
+class _NoForward(torch.nn.Module):
+    """A model whose forward pass is an error: checks that must come before any work."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def forward(self, *args, **kwargs):
+        raise AssertionError("a forward pass ran before the p values were checked")
+
+
+@pytest.mark.parametrize("bad", [2.0, -0.1, float("nan")])
+def test_bad_p_fails_before_any_forward_pass(model, tokens, bad):
+    with pytest.raises(ValueError, match=rf"p={bad!r}: allowed are values in \[0, 1\]"):
+        permutation_robustness(_NoForward(model.config), tokens, [0.0, 0.5, bad], seq_len=32, batch_size=8)
+
+
 def test_restriction_keeps_every_path_in_the_set_and_stays_differentiable(model, tokens):
     traces = collect_traces(model, tokens, seq_len=32, batch_size=8)
     paths, _ = top_paths(traces["experts"][:, :, 0], 3)

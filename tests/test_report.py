@@ -10,10 +10,12 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from pathmoe.analysis.paths import coverage_curve
 from pathmoe.io import atomic_write_json
 from pathmoe.report import (TABLES_WITH_REFERENCE, ReportSpec, compare_with_paper, load_reference,
                             parse_report_spec, render_figure, render_table, write_document)
@@ -55,7 +57,7 @@ def report_cfg() -> dict:
             "fig5": {"top_paths": 3, "rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
             "fig6a": {"rows": [{"label": "k=1", "run": "xmoe"}, {"label": "k=2", "run": "indep"}, {"label": "k=4", "run": "pathb4"}]},
             "fig6b": {"rows": [{"label": "B1", "run": "xmoe"}, {"label": "B4", "run": "pathb4"}]},
-            "fig7": {"rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
+            "fig7": {"caption": "Consistency & runs", "rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "xmoe"}]},
             "fig8": {"rows": [{"label": "PathB4", "run": "pathb4"}, {"label": "Indep", "run": "indep"}]},
         },
     }
@@ -103,7 +105,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             "model": {"vocab_size": 4096, "d_model": 64, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "n_experts": 8, "top_k": 2, "expert_hidden": 32},
             "train": {"steps": 300, "global_batch_size": 16, "seq_len": 128, "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 30,
                       "weight_decay": 0.1, "betas": [0.9, 0.95], "precision": "fp32"}})
-    monkeypatch.setattr(hyperparams, "parameter_counter", lambda m: {"total": 1_234_567, "active": 456_789})
+    monkeypatch.setattr(hyperparams, "parameter_counts", lambda m: {"total": 1_234_567, "active": 456_789})
     cats = types.ModuleType("pathmoe.analysis.categories")
     cats.CATEGORY_TABLE = [{"name": "person_names", "type": "Lexical", "examples": ["Andrea", "John"], "rule": "name list"},
                            {"name": "adverbs_other", "type": "Pattern", "examples": ["slowly"], "rule": "Words ending in -ly"}]
@@ -187,6 +189,23 @@ def test_selection_falls_back_to_best_of_final5(env):
     (runs / "pathb4" / "eval" / "selected.json").unlink()
     data = json.loads(render_table("table1", spec, records, out, runs, {})[1].read_text())
     assert data["rows"]["PathB4-MoE"]["arc_easy"] == pytest.approx(46.0)  # step 200 is the best average
+
+
+def test_selection_fallback_is_the_eval_stages_rule(env):
+    """Without selected.json the report picks the step `select_checkpoint` picks: every task's paper
+    metric counts, not only the report's columns."""
+    from pathmoe.eval.records import select_checkpoint
+
+    spec, records, runs, out = env
+    (runs / "pathb4" / "eval" / "selected.json").unlink()
+    records = records.copy()
+    pathb4 = records["run"] == "pathb4"
+    # Step 300: the report's three columns are best there, but WinoGrande (not a column) collapses.
+    records.loc[pathb4 & (records["step"] == 300) & records["task"].isin([t["task"] for t in TASK_SPEC]), "value"] += 0.10
+    records.loc[pathb4 & (records["step"] == 300) & (records["task"] == "winogrande"), "value"] = 0.0
+    assert select_checkpoint(records[pathb4])["step"] == 200
+    data = json.loads(render_table("table1", spec, records, out, runs, {})[1].read_text())
+    assert data["rows"]["PathB4-MoE"]["arc_easy"] == pytest.approx(46.0)  # step 200's value, not step 300's 51
 
 
 # ----------------------------------------------------------------------------- other tables
@@ -277,11 +296,44 @@ def test_figures_and_document(env):
     assert r"\includegraphics[width=\linewidth]{figures/fig8.pdf}" in tex
     md = (out / "summary.md").read_text()
     assert "| Indep-MoE | 42.00 (44.57, -2.57) |" in md and "## table9" in md
+    # a figure's own caption is used in both documents (escaped for LaTeX only)
+    assert "- `fig7`: Consistency & runs (figures/fig7.png)" in md and r"\caption{Consistency \& runs}" in tex
+
+
+def test_fig4_averages_seeds_on_their_own_coverage_grids(env):
+    """Seeds with different unique_paths have different k grids: curves are compared at equal k."""
+    spec, records, runs, out = env
+    rng = np.random.default_rng(0)
+    covs = {"indep_s0": coverage_curve(rng.integers(1, 50, 1000)), "indep_s1": coverage_curve(rng.integers(1, 50, 200))}
+    assert covs["indep_s0"]["k"] != covs["indep_s1"]["k"]
+    for run, cov in covs.items():
+        atomic_write_json(runs / run / "analysis" / "paths.json", {"coverage": cov})
+    cfg = report_cfg()
+    cfg["figures"]["fig4"]["rows"] = [{"label": "Indep", "run": "indep"}]
+    pdf, _ = render_figure("fig4", parse_report_spec(cfg, RUNS), records, runs, out)
+    assert pdf.read_bytes()[:4] == b"%PDF"
+
+    from pathmoe.report.figures import coverage_on_common_grid
+
+    k, curves = coverage_on_common_grid([covs["indep_s0"], covs["indep_s1"]])
+    assert k[-1] == 1000 and k == sorted(set(covs["indep_s0"]["k"]) | set(covs["indep_s1"]["k"]))
+    for cov, curve in zip(covs.values(), curves):  # each seed keeps its own values at its own k
+        assert [curve[k.index(x)] for x in cov["k"]] == pytest.approx(cov["fraction"])
+    assert all(v == 1.0 for x, v in zip(k, curves[1]) if x >= 200)  # past its unique paths: all tokens
+
+
+def test_fig5_reads_only_the_first_seed(env):
+    spec, records, runs, out = env
+    (runs / "indep_s1" / "analysis" / "specialization.json").unlink()  # the DAG builds only seed 0's
+    cfg = report_cfg()
+    cfg["figures"]["fig5"]["rows"] = [{"label": "Indep", "run": "indep"}]
+    pdf, _ = render_figure("fig5", parse_report_spec(cfg, RUNS), records, runs, out)
+    assert pdf.read_bytes()[:4] == b"%PDF"
 
 
 def test_cli_table(env, tmp_path):
     spec, records, runs, out = env
-    spec.write(tmp_path / "spec.json")
+    (tmp_path / "spec.json").write_text(spec.to_json())
     records.to_csv(tmp_path / "records.csv", index=False)
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))

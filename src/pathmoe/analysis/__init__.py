@@ -2,35 +2,29 @@
 
 Everything except trace collection and robustness is pure numpy over a traces file, so the
 analyses run on any checkpoint's traces, native or from a Hugging Face MoE model. Definitions and
-choices: docs/analysis.md. Model-dependent names (collect_traces, PathRestrictionHook, ...) are
-imported lazily so `import pathmoe.analysis` stays cheap.
+choices: docs/analysis.md. Every name resolves lazily: a job that needs the path metrics does not
+pay for torch (traces, robustness) or scipy (consistency), and the Snakefile can read
+`suite.TRACE_ANALYSES` while parsing the DAG.
+
+The Fig 5 record function is `pathmoe.analysis.specialization.specialization`; it is not exported
+here because `pathmoe.analysis.specialization` names its submodule once that is imported.
 """
 
-from __future__ import annotations
+from pathmoe.lazy import lazy_exports
 
-from importlib import import_module
-from typing import Any
-
-from .categories import CATEGORIES, CATEGORY_TABLE, classify
-from .consistency import align_experts, consistency_metrics, path_consistency, run_lengths
-from .paths import consecutive_layer_correlation, coverage_curve, entropy_bits, path_ids, path_metrics, top_paths
-from .specialization import specialization, word_categories
-
-_LAZY = {
-    "collect_traces": ".traces", "save_traces": ".traces", "load_traces": ".traces",
-    "mean_entropy_per_layer": ".traces", "collect_hf_traces": ".hf", "PathRestrictionHook": ".restriction",
-    "PermutationHook": ".robustness", "permutation_robustness": ".robustness", "perplexity": ".robustness",
-    "run_all": ".suite",
+_EXPORTS = {
+    "CATEGORIES": "categories", "CATEGORY_TABLE": "categories", "classify": "categories",
+    "align_experts": "consistency", "consistency_metrics": "consistency", "path_consistency": "consistency",
+    "run_lengths": "consistency",
+    "collect_hf_traces": "hf",
+    "consecutive_layer_correlation": "paths", "coverage_curve": "paths", "entropy_bits": "paths",
+    "path_ids": "paths", "path_metrics": "paths", "top_paths": "paths",
+    "PathRestrictionHook": "restriction",
+    "PermutationHook": "robustness", "permutation_robustness": "robustness", "perplexity": "robustness",
+    "word_categories": "specialization",
+    "run_all": "suite",
+    "collect_traces": "traces", "load_traces": "traces", "mean_entropy_per_layer": "traces", "save_traces": "traces",
 }
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "CATEGORIES", "CATEGORY_TABLE", "align_experts", "classify", "consecutive_layer_correlation",
-    "consistency_metrics", "coverage_curve", "entropy_bits", "path_consistency", "path_ids", "path_metrics",
-    "run_lengths", "specialization", "top_paths", "word_categories", *_LAZY,
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -18,12 +18,14 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 def _cmd_trace_analysis(args: argparse.Namespace) -> int:
     from pathmoe.io import atomic_write_json
 
-    from .suite import analyze_traces, find_tokenizer
+    from .suite import analyze_traces
     from .traces import load_traces
 
     tokenizer = None
-    if args.analysis == "specialization":
-        tokenizer = find_tokenizer(args.tokenizer)
+    if args.analysis == "specialization" and args.tokenizer is not None:
+        from pathmoe.data import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer)
     record = analyze_traces(args.analysis, load_traces(args.traces), tokenizer=tokenizer,
                             num_paths=args.num_paths, top_n=args.n)
     atomic_write_json(args.out, record)
@@ -34,9 +36,12 @@ def _cmd_trace_analysis(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from pathmoe.io import atomic_write_json
 
-    from .robustness import permutation_robustness
-    from .suite import load_model, resolve_device, val_tokens
+    from pathmoe.eval.checkpoint import resolve_device
 
+    from .robustness import check_p_values, permutation_robustness
+    from .suite import load_model, val_tokens
+
+    check_p_values(args.p)  # before loading anything
     dev = resolve_device(args.device)
     record = permutation_robustness(load_model(args.checkpoint, dev), val_tokens(args.shards, args.tokens), args.p,
                                     args.seq_len, args.batch_size, dev, seed=args.seed, repeats=args.repeats)
@@ -62,7 +67,8 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
     p.add_argument("--tokens", type=int, default=20000, help="number of val tokens to analyse")
     p.add_argument("--seq-len", type=int, default=128, help="window length (non-overlapping windows)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = cuda when available, else cpu; cuda without a GPU is an error")
 
 
 def _robustness_args(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,6 @@ of their top-1 decisions and chain the matchings from layer 0 down the network.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .paths import layer_columns
 
@@ -41,6 +40,8 @@ def align_experts(top1: np.ndarray, num_experts: int | None = None) -> np.ndarra
     (Hungarian assignment) and inherits i's aligned index, so the chain puts every layer in layer
     0's index space. Each map is a permutation of 0..E-1.
     """
+    from scipy.optimize import linear_sum_assignment  # here, not at module top: scipy.optimize takes ~0.4 s to import
+
     top1 = np.asarray(top1)
     if top1.ndim != 2 or 0 in top1.shape:
         raise ValueError(f"top1 must be a non-empty [tokens, layers] array, got shape {top1.shape}")
@@ -54,12 +55,6 @@ def align_experts(top1: np.ndarray, num_experts: int | None = None) -> np.ndarra
         rows, match = linear_sum_assignment(counts, maximize=True)  # rows = arange(E)
         maps[layer + 1, match] = maps[layer, rows]
     return maps
-
-
-def apply_alignment(experts: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """Relabel experts [tokens, L, k] with per-layer maps [L, E] (same shape out)."""
-    layers = np.arange(experts.shape[1])[None, :, None]
-    return maps[layers, experts]
 
 
 def set_masks(experts: np.ndarray, maps: np.ndarray | None, num_experts: int) -> np.ndarray:

@@ -69,6 +69,15 @@ def perplexity(model, tokens: np.ndarray, seq_len: int, batch_size: int = 8, dev
     return math.exp(total / count)
 
 
+def check_p_values(p_values: list[float]) -> None:
+    """Raise ValueError naming the first p outside [0, 1]: checked before any forward pass, not after."""
+    if not p_values:
+        raise ValueError("p_values must list at least one probability")
+    for p in p_values:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"permutation probability p={p!r}: allowed are values in [0, 1]")
+
+
 def permutation_robustness(model, tokens: np.ndarray, p_values: list[float], seq_len: int, batch_size: int = 8,
                            device: str | torch.device = "cpu", seed: int = 0, repeats: int = 1) -> dict:
     """The `robustness.json` record: perplexity at each p (mean over `repeats` seeds) and % degradation.
@@ -78,8 +87,7 @@ def permutation_robustness(model, tokens: np.ndarray, p_values: list[float], seq
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if not p_values:
-        raise ValueError("p_values must list at least one probability")
+    check_p_values(p_values)
     was_training = model.training
     model.eval()
     cfg = model.config

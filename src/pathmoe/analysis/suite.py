@@ -1,7 +1,9 @@
 """Library entry points behind `pathmoe analyze`: file in, JSON out, and the whole suite per checkpoint.
 
 Each function takes explicit paths (a checkpoint dir, a shards dir, a traces file) so it works on
-any checkpoint, native or Hugging Face, independent of the experiment config.
+any checkpoint, native or Hugging Face, independent of the experiment config. torch and the
+trace collector are imported inside the functions that run a model: the Snakefile imports this
+module for `TRACE_ANALYSES` while it parses the DAG.
 """
 
 from __future__ import annotations
@@ -10,28 +12,22 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pathmoe.io import atomic_write_json
 
 from .consistency import consistency_metrics
 from .paths import path_metrics, top_paths
 from .specialization import specialization, word_categories
-from .traces import collect_traces, mean_entropy_per_layer, save_traces
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 DEFAULT_P = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def val_tokens(shards_dir: str | os.PathLike, num_tokens: int) -> np.ndarray:
@@ -40,19 +36,18 @@ def val_tokens(shards_dir: str | os.PathLike, num_tokens: int) -> np.ndarray:
 
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-    tokens = np.asarray(TokenShards(shards_dir, "val").tokens[:num_tokens])
-    if tokens.size < num_tokens:
-        log.warning("val split has only %d tokens < %d requested; using all", tokens.size, num_tokens)
-    return tokens
+    val = TokenShards(shards_dir, "val")
+    if len(val) < num_tokens:
+        log.warning("val split has only %d tokens < %d requested; using all", len(val), num_tokens)
+    return val.window(0, min(num_tokens, len(val)))  # reads only these tokens, across shard files
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device):
-    """A pathmoe checkpoint (HF export dir) in eval mode on `device`."""
+    """A pathmoe checkpoint (HF export dir) in eval mode on `device`; an incomplete export is an error."""
+    from pathmoe.eval.checkpoint import check_checkpoint
     from pathmoe.model import PathMoEForCausalLM
 
-    if not Path(checkpoint, "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json (expected an hf/step_<N> export)")
-    return PathMoEForCausalLM.from_pretrained(str(checkpoint)).to(device).eval()
+    return PathMoEForCausalLM.from_pretrained(str(check_checkpoint(checkpoint))).to(device).eval()
 
 
 def load_hf_model(name_or_path: str, device: torch.device):
@@ -62,23 +57,24 @@ def load_hf_model(name_or_path: str, device: torch.device):
     return AutoModelForCausalLM.from_pretrained(name_or_path).to(device).eval()
 
 
-def find_tokenizer(*candidates: str | os.PathLike | None) -> Any:
-    """The first loadable tokenizer among checkpoint / tokenizer / data dirs (clear error if none)."""
+def suite_tokenizer(checkpoint: str | os.PathLike, shards: str | os.PathLike,
+                    tokenizer_dir: str | os.PathLike | None = None) -> Any:
+    """`tokenizer_dir` when given, else the checkpoint's own tokenizer, else the data dir's above `shards`."""
     from pathmoe.data import load_tokenizer
+    from pathmoe.eval.checkpoint import load_tokenizer_for
 
-    tried = []
-    for cand in candidates:
-        if cand is None:
-            continue
-        tried.append(str(cand))
-        if Path(cand, "tokenizer.json").is_file() or Path(cand, "tokenizer", "tokenizer.json").is_file():
-            return load_tokenizer(cand)
-    raise FileNotFoundError(f"no tokenizer.json found in {tried or 'any directory'}; pass --tokenizer DIR")
+    if tokenizer_dir is not None:
+        return load_tokenizer(tokenizer_dir)
+    return load_tokenizer_for(Path(checkpoint), Path(shards).parent / "tokenizer")
 
 
 def traces_of(tokens: np.ndarray, seq_len: int, checkpoint: str | os.PathLike | None = None,
               hf_model: str | None = None, batch_size: int = 8, device: str = "auto") -> dict[str, np.ndarray]:
     """Traces of a pathmoe checkpoint or (hf_model) an HF MoE model over `tokens`."""
+    from pathmoe.eval.checkpoint import resolve_device
+
+    from .traces import collect_traces
+
     if (checkpoint is None) == (hf_model is None):
         raise ValueError("give exactly one of checkpoint (a pathmoe export) or hf_model (an HF MoE model)")
     dev = resolve_device(device)
@@ -94,6 +90,8 @@ def make_traces(out: str | os.PathLike, shards: str | os.PathLike, num_tokens: i
                 checkpoint: str | None = None, hf_model: str | None = None, batch_size: int = 8,
                 device: str = "auto") -> dict[str, np.ndarray]:
     """Collect traces over the first `num_tokens` val tokens of `shards` and save them to `out`."""
+    from .traces import save_traces
+
     traces = traces_of(val_tokens(shards, num_tokens), seq_len, checkpoint, hf_model, batch_size, device)
     save_traces(out, traces)
     return traces
@@ -108,10 +106,12 @@ def analyze_traces(kind: str, traces: dict[str, np.ndarray], tokenizer: Any = No
     if kind == "consistency":
         return consistency_metrics(traces["experts"])
     if kind == "entropy":
+        from .traces import mean_entropy_per_layer
+
         return mean_entropy_per_layer(traces)
     if kind == "specialization":
         if tokenizer is None:
-            raise ValueError("the specialization analysis needs a tokenizer (--tokenizer DIR)")
+            raise ValueError("the specialization analysis needs a tokenizer: pass --tokenizer DIR")
         return specialization(top1, word_categories(traces["tokens"], tokenizer), num_paths)
     if kind == "top-paths":
         paths, counts = top_paths(top1, top_n)
@@ -119,6 +119,7 @@ def analyze_traces(kind: str, traces: dict[str, np.ndarray], tokenizer: Any = No
     raise ValueError(f"unknown analysis {kind!r}; allowed: paths, consistency, entropy, specialization, top-paths")
 
 
+# Every traces-only analysis, in the order `run_all` runs them; each writes `<kind>.json` (`-` -> `_`).
 TRACE_ANALYSES = ("paths", "consistency", "entropy", "specialization", "top-paths")
 
 
@@ -127,10 +128,14 @@ def run_all(checkpoint: str | os.PathLike, shards: str | os.PathLike, out_dir: s
             batch_size: int = 8, device: str = "auto", tokenizer_dir: str | None = None,
             repeats: int = 1, seed: int = 0, num_paths: int = 20, top_n: int = 500) -> dict[str, float]:
     """Every analysis of one checkpoint into `out_dir` (traces.npz + the six JSONs); returns seconds per step."""
-    from .robustness import permutation_robustness
+    from pathmoe.eval.checkpoint import resolve_device
 
+    from .robustness import check_p_values, permutation_robustness
+    from .traces import collect_traces, save_traces
+
+    check_p_values(list(p_values))  # robustness runs last: a bad p must fail before the traces
     out_dir = Path(out_dir)
-    tokenizer = find_tokenizer(tokenizer_dir, checkpoint, Path(shards).parent)  # fail before any work
+    tokenizer = suite_tokenizer(checkpoint, shards, tokenizer_dir)  # fail before any work
     dev = resolve_device(device)
     tokens = val_tokens(shards, num_tokens)
     model = load_model(checkpoint, dev)

@@ -1,10 +1,10 @@
 """From tidy eval records to one number (mean, 95% CI, n seeds) per table cell.
 
 Accuracy cells use each run's selected checkpoint (eval/selected.json: best average accuracy among
-the final 5 exports, as in the paper); when that file is missing the same rule is applied to the
-records themselves. Training-side columns (throughput, memory) and val_ppl use the selected step
-when a record exists there, else the latest step. Seeds of a base run are averaged; with >1 seed
-the CI half-width is t_{0.975, n-1} * sd / sqrt(n).
+the final 5 exports, as in the paper); when that file is missing the eval stage's
+`select_checkpoint` is applied to the run's records. Training-side columns (throughput, memory)
+and val_ppl use the selected step when a record exists there, else the latest step. Seeds of a
+base run are averaged; with >1 seed the CI half-width is t_{0.975, n-1} * sd / sqrt(n).
 """
 
 from __future__ import annotations
@@ -72,25 +72,29 @@ def lookup(sub: pd.DataFrame, col: TaskColumn) -> pd.DataFrame:
     return hit
 
 
-def selected_step(sub: pd.DataFrame, runs_dir: Path | None, run: str, tasks: Sequence[TaskColumn]) -> int | None:
-    """The run's selected checkpoint step (selected.json, else best avg among the final 5 steps)."""
+def selected_step(sub: pd.DataFrame, runs_dir: Path | None, run: str) -> int | None:
+    """The run's selected checkpoint step: selected.json, else the eval stage's own rule on the records.
+
+    The fallback is `pathmoe.eval.records.select_checkpoint` itself, so a run gets the same step
+    whether or not its selected.json exists. None when no step has every task's accuracy.
+    """
+    from pathmoe.eval.records import select_checkpoint
+
     if runs_dir is not None:
         sel = Path(runs_dir) / run / "eval" / "selected.json"
         if sel.is_file():
             return int(read_json(sel)["step"])
-    acc = pd.concat([lookup(sub, t) for t in tasks]) if tasks else sub.iloc[:0]
-    if acc.empty:
+    try:
+        return int(select_checkpoint(sub)["step"])
+    except ValueError:  # no accuracy rows, or no step holding all tasks: extras use the latest step
         return None
-    steps = sorted(acc["step"].unique())[-5:]
-    per_step = acc[acc["step"].isin(steps)].groupby("step")["value"].mean()
-    return int(per_step[per_step == per_step.max()].index.max())  # ties: the most-trained, as eval selects
 
 
 def single_run_values(records: pd.DataFrame, runs_dir: Path | None, run: str,
                       tasks: Sequence[TaskColumn], extras: Sequence[TaskColumn], context: str) -> dict[str, float | None]:
     """Printed-unit values of one (seed) run: tasks at the selected step, `avg`, and extras."""
     sub = run_records(records, run, context)
-    step = selected_step(sub, runs_dir, run, tasks)
+    step = selected_step(sub, runs_dir, run)
     out: dict[str, float | None] = {}
     for col in tasks:
         hit = lookup(sub, col)

@@ -11,8 +11,7 @@ from typing import Any
 
 from pathmoe.io import atomic_write_text, read_json
 from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
-from pathmoe.report.spec import FIGURES, TABLES, ReportSpec
-from pathmoe.report.spec import TABLES_WITH_REFERENCE
+from pathmoe.report.spec import FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
 
 FIGURE_CAPTIONS = {
     "fig3": "HellaSwag and ARC-Easy accuracy over training, with and without the load balancing loss.",
@@ -39,7 +38,8 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"report document: {p} missing (render it first)")
     comparisons = [t for t in tables if t in TABLES_WITH_REFERENCE]
-    figs = [{"name": f, "caption": escape(spec.figures[f].get("caption", FIGURE_CAPTIONS[f]))} for f in figures]
+    captions = {f: spec.figures[f].get("caption", FIGURE_CAPTIONS[f]) for f in figures}  # plain text
+    figs = [{"name": f, "caption": escape(captions[f])} for f in figures]
     tex = out_dir / "pathmoe_report.tex"
     atomic_write_text(tex, render_template("report.tex.j2", tables=tables, figures=figs, comparisons=comparisons))
     summary = ["# PathMoE reproduction summary", "",
@@ -47,7 +47,7 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
     for t in tables:
         summary += markdown_table(t, read_json(out_dir / "tables" / f"{t}.json")) + [""]
     if figures:
-        summary += ["## Figures", ""] + [f"- `{f}`: {FIGURE_CAPTIONS[f]} (figures/{f}.png)" for f in figures] + [""]
+        summary += ["## Figures", ""] + [f"- `{f}`: {captions[f]} (figures/{f}.png)" for f in figures] + [""]
     atomic_write_text(out_dir / "summary.md", "\n".join(summary))
     return tex
 

@@ -2,7 +2,7 @@
 
 Every figure reads only the contract's files: records (Fig 3, 6) and per-run analysis JSONs
 (Fig 4, 5, 7, 8). A row naming a base run with several seeds is averaged over seeds (shaded or
-error-barred 95% CI where the seeds allow it).
+error-barred 95% CI where the seeds allow it), except Fig 5, which shows each row's first seed.
 """
 
 from __future__ import annotations
@@ -44,10 +44,12 @@ def render_figure(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: 
     return paths
 
 
-def _analysis(runs_dir: Path, spec: ReportSpec, row: Row, fname: str, figure: str) -> list[dict[str, Any]]:
-    """The analysis JSON of every seed of a row's run."""
+def _analysis(runs_dir: Path, spec: ReportSpec, row: Row, fname: str, figure: str,
+              first_seed_only: bool = False) -> list[dict[str, Any]]:
+    """The analysis JSON of every seed of a row's run (or of its first seed only)."""
     out = []
-    for run in spec.seed_runs(row.run):
+    runs = spec.seed_runs(row.run)
+    for run in runs[:1] if first_seed_only else runs:
         p = runs_dir / run / "analysis" / fname
         if not p.is_file():
             raise FileNotFoundError(f"{figure} row {row.label!r}: {p} not found")
@@ -92,21 +94,37 @@ def _fig3(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Ro
 
 
 def _fig4(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Row], cfg: dict) -> plt.Figure:
+    """Coverage of the top-k paths; seeds (each on its own k grid, up to its unique_paths) share one grid."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for i, row in enumerate(rows):
         data = _analysis(runs_dir, spec, row, "paths.json", "fig4")
-        k = data[0]["coverage"]["k"]
-        _line(ax, k, [d["coverage"]["fraction"][: len(k)] for d in data], row.label, STYLES[i % len(STYLES)])
+        k, curves = coverage_on_common_grid([d["coverage"] for d in data])
+        _line(ax, k, curves, row.label, STYLES[i % len(STYLES)])
     ax.set(xscale="log", xlabel="top-k most frequent paths", ylabel="cumulative token coverage", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     return fig
 
 
+def coverage_on_common_grid(coverages: list[dict[str, list]]) -> tuple[list[float], list[list[float]]]:
+    """Every seed's coverage curve on the union of their k grids.
+
+    Between grid points coverage is interpolated linearly; beyond a seed's last k (its
+    unique_paths) it is 1, since its k most frequent paths then hold every token.
+    """
+    grid = np.unique(np.concatenate([np.asarray(c["k"], dtype=float) for c in coverages]))
+    return grid.tolist(), [np.interp(grid, c["k"], c["fraction"], right=1.0).tolist() for c in coverages]
+
+
 def _fig5(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Row], cfg: dict) -> plt.Figure:
-    """Stacked bars: category mix of each of the most frequent paths, one panel per run."""
+    """Stacked bars: category mix of each of the most frequent paths, one panel per row (its first seed).
+
+    Paths are not comparable across seeds, so the bars cannot be averaged; the DAG builds only the
+    first seed's specialization.json for this figure.
+    """
     top = int(cfg.get("top_paths", 12))
     fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4), squeeze=False, sharey=True)
-    panels = [(row, _analysis(runs_dir, spec, row, "specialization.json", "fig5")[0]) for row in rows]
+    panels = [(row, _analysis(runs_dir, spec, row, "specialization.json", "fig5", first_seed_only=True)[0])
+              for row in rows]
     cats = sorted({c for _, d in panels for p in d["paths"][:top] for c in p["categories"]})
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(cats), 1)))
     for ax, (row, d) in zip(axes[0], panels):

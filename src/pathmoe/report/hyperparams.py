@@ -1,7 +1,7 @@
 """Table 5 (hyperparameters) generated from the resolved run configs, never typed by hand.
 
-Total/active parameter counts come from instantiating `PathMoEForCausalLM` on the meta device (no
-memory, no weights), so the table always matches the code that trained the models.
+Total/active parameter counts come from `pathmoe.cost.parameter_counts` (the model built on the
+meta device: no memory, no weights), so the table always matches the code that trained the models.
 """
 
 from __future__ import annotations
@@ -9,25 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from pathmoe.cost import parameter_counts
 from pathmoe.io import read_json
 from pathmoe.report.spec import ReportSpec
 
 Section = tuple[str, list[tuple[str, list[str]]]]
-
-
-def model_parameter_counts(model_cfg: dict[str, Any]) -> dict[str, int]:
-    """{"total", "active"} of a model config, built on the meta device (no allocation)."""
-    import torch
-
-    from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
-
-    with torch.device("meta"):
-        model = PathMoEForCausalLM(PathMoEConfig(**model_cfg))
-    return model.parameter_counts()
-
-
-# Tests replace this to run without the model package.
-parameter_counter: Callable[[dict[str, Any]], dict[str, int]] = model_parameter_counts
 
 
 def human_count(n: float) -> str:
@@ -71,7 +57,7 @@ def table5_rows(spec: ReportSpec, runs_dir: Path) -> list[Section]:
             raise FileNotFoundError(f"table5 column {row.label!r}: {p} not found")
         cfgs.append(read_json(p))
     models = [_resolved_model(c) for c in cfgs]
-    counts = [parameter_counter(m) for m in models]
+    counts = [parameter_counts(m) for m in models]
     trains = [c["train"] for c in cfgs]
 
     def col(f: Callable[[int], Any]) -> list[str]:

@@ -56,7 +56,6 @@ class Tabular:
     header: list[list[str]]
     body: list[dict] = field(default_factory=list)
     wide: bool = False
-    note: str = ""
 
     def add_group(self, label: str) -> None:
         self.body.append({"rule": False, "group": escape(label), "cells": []})
@@ -71,7 +70,7 @@ class Tabular:
         ncols = len(self.header[0])
         return _env().get_template("table.tex.j2").render(
             name=self.name, caption=self.caption, colspec=self.colspec, header=self.header,
-            body=self.body, ncols=ncols, wide=self.wide, note=self.note) + "\n"
+            body=self.body, ncols=ncols, wide=self.wide) + "\n"
 
 
 def _env() -> jinja2.Environment:

@@ -17,8 +17,6 @@ from typing import Any, Mapping, Sequence
 import jsonschema
 import yaml
 
-from pathmoe.io import atomic_write_text
-
 TABLES = tuple(f"table{i}" for i in range(1, 10))
 FIGURES = ("fig3", "fig4", "fig5", "fig6a", "fig6b", "fig7", "fig8")
 # Tables the paper reports numbers for (they also get a <name>_vs_paper.tex comparison).
@@ -107,9 +105,6 @@ class ReportSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.raw | {"run_groups": self.run_groups}, indent=2, sort_keys=True)
-
-    def write(self, path: str | Path) -> None:
-        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "ReportSpec":

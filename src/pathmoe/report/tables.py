@@ -19,7 +19,7 @@ from pathmoe.report.hyperparams import table5_rows
 from pathmoe.report.latex import MISSING, Tabular, escape, fmt, fmt_auto, fmt_delta
 from pathmoe.report.spec import TABLES, TABLES_WITH_REFERENCE, ReportSpec, TaskColumn
 
-# Tables whose numbers the paper prints (and so get a _vs_paper view).
+# Tables laid out as systems x report.tasks accuracy columns (+ Avg.), rendered by _metric_table.
 METRIC_TABLES = ("table1", "table3", "table6", "table7", "table8")
 CAPTIONS = {
     "table1": "Routing strategies at 0.9B: accuracy (\\%), validation perplexity, throughput and peak memory.",
@@ -148,7 +148,7 @@ def _table4(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
             per_seed.append({"routing_entropy_bits": float(d["routing_entropy_bits"]),
                              "consecutive_layer_correlation": 100.0 * float(d["consecutive_layer_correlation"]),
                              "unique_paths": float(d["unique_paths"]),
-                             "effective_path_space": float(d.get("effective_path_space", 2.0 ** d["routing_entropy_bits"]))})
+                             "effective_path_space": float(d["effective_path_space"])})
         cells[row.label] = {k: mean_ci([s[k] for s in per_seed]) for k, _ in TABLE4_COLUMNS}
     columns = [k for k, _ in TABLE4_COLUMNS]
     data = _json_skeleton(spec, "table4", columns, dict(TABLE4_COLUMNS), cells)
@@ -177,10 +177,8 @@ def _table5(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
 
 
 def _table9(caption: str) -> tuple[dict, str]:
-    try:
-        from pathmoe.analysis.categories import CATEGORY_TABLE
-    except ImportError as exc:
-        raise ValueError(f"table9 needs pathmoe.analysis.categories.CATEGORY_TABLE: {exc}") from exc
+    from pathmoe.analysis.categories import CATEGORY_TABLE
+
     tab = Tabular("table9", caption, "llp{0.55\\linewidth}", [["Category", "Type", "Examples"]])
     rows = {}
     for cat in CATEGORY_TABLE:
