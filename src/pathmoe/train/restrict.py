@@ -34,16 +34,6 @@ def load_init_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
                          f"{first}") from None
 
 
-def find_top_paths(model: torch.nn.Module, val_tokens: np.ndarray, n: int, seq_len: int, batch_size: int,
-                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """The model's `n` most frequent top-1 paths [n', L] on `val_tokens`, with their counts."""
-    from pathmoe.analysis.paths import top_paths
-    from pathmoe.analysis.traces import collect_traces
-
-    traces = collect_traces(model, val_tokens, seq_len, batch_size, device)
-    return top_paths(traces["experts"][:, :, 0], n)
-
-
 def init_restricted(model: torch.nn.Module, rc: dict[str, Any], device: torch.device, rank: int) -> Any:
     """Load init_from weights into `model`; return the PathRestrictionHook for every training forward.
 
@@ -51,7 +41,8 @@ def init_restricted(model: torch.nn.Module, rc: dict[str, Any], device: torch.de
     continuation from the same checkpoint, with no hook (returns None).
     """
     from pathmoe.analysis.restriction import PathRestrictionHook
-    from pathmoe.data import TokenShards
+    from pathmoe.analysis.suite import analyze_traces, val_tokens
+    from pathmoe.analysis.traces import collect_traces
 
     init = rc["init_from"]
     load_init_weights(model, init["checkpoint"])
@@ -64,14 +55,12 @@ def init_restricted(model: torch.nn.Module, rc: dict[str, Any], device: torch.de
     out = Path(rc["run_dir"]) / "restricted_paths.json"
     if out.exists():  # a resumed run: the set was fixed when the run started
         return PathRestrictionHook(np.asarray(read_json(out)["paths"], dtype=np.int64))
-    val = TokenShards(Path(rc["data_dir"]) / "shards", "val")
-    tokens = np.asarray(val.window(0, min(budget, val.num_tokens)))
-    seq_len = int(rc["train"].get("seq_len", 128))
+    tokens = val_tokens(Path(rc["data_dir"]) / "shards", budget)
+    seq_len = min(int(rc["train"].get("seq_len", 128)), len(tokens))
     model.to(device)
-    paths, counts = find_top_paths(model, tokens, n, min(seq_len, len(tokens)),
-                                   int(rc["train"].get("micro_batch_size", 8)), device)
+    traces = collect_traces(model, tokens, seq_len, int(rc["train"].get("micro_batch_size", 8)), device)
+    found = analyze_traces("top-paths", traces, top_n=n)  # {"paths", "counts", "num_tokens"}
+    paths = np.asarray(found["paths"], dtype=np.int64)
     if rank == 0:
-        atomic_write_json(out, {"checkpoint": str(init["checkpoint"]), "restrict_top_paths": n,
-                                "num_tokens": int(len(tokens) // min(seq_len, len(tokens)) * min(seq_len, len(tokens))),
-                                "paths": paths.tolist(), "counts": counts.tolist()})
+        atomic_write_json(out, {"checkpoint": str(init["checkpoint"]), "restrict_top_paths": n, **found})
     return PathRestrictionHook(paths)
