@@ -1,7 +1,6 @@
 # Config loading and validation (before any job starts) and the helpers every rule file uses.
 import json
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -23,29 +22,35 @@ RUNS = list(EXP.runs)
 DATASETS = list(EXP.datasets)
 
 wildcard_constraints:
-    run="|".join(map(re.escape, RUNS)) if RUNS else "^$",
+    run="|".join(map(re.escape, RUNS)),
     dataset="|".join(map(re.escape, DATASETS)),
 
 if PLAN:
-    from pathmoe.cost import estimate_gpu_hours, format_plan
+    from pathmoe.cli import plan_text
 
-    print(format_plan(estimate_gpu_hours(EXP, EXP.cost["gpu_flops"], EXP.cost["mfu"]),
-                      EXP.cost["gpu_flops"], EXP.cost["mfu"]), file=sys.stderr)
+    print(plan_text(EXP), file=sys.stderr)
 
 
 def run_dataset(wildcards):
     return EXP.runs[wildcards.run].dataset
 
 
-def stage_resource(stage, key, default):
+def stage_gpus(run, stage):
+    """GPUs of one `stage` job of `run`: gpus per node x nodes (the slurm plugin's --gpus)."""
+    res = EXP.runs[run].resources[stage]
+    return res["gpus"] * res["nodes"]
+
+
+def stage_resource(stage, key, default=None):
     """One SLURM resource of `stage` (train/eval/analysis) for a run, from its scale's config.
-    `gpu` is the job's total: gpus per node x nodes (the slurm plugin's --gpus)."""
+    pathmoe.config resolves every stage's gpus, nodes, CPU count, mem_mb and runtime
+    (RESOURCE_DEFAULTS), so `default` applies only to a key it does not resolve.
+    `gpu` is the job's total (stage_gpus)."""
 
     def resource(wildcards):
-        res = EXP.runs[wildcards.run].resources.get(stage, {})
         if key == "gpu":
-            return res.get("gpus", 0) * res.get("nodes", 1)
-        return res.get(key, default)
+            return stage_gpus(wildcards.run, stage)
+        return EXP.runs[wildcards.run].resources[stage].get(key, default)
 
     return resource
 

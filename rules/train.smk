@@ -30,13 +30,16 @@ def train_inputs(wildcards):
     return inputs
 
 
+def train_gpus(wildcards):
+    return stage_gpus(wildcards.run, "train")
+
+
 def launcher(wildcards):
     """`srun` when the run spans several GPUs (one process per GPU), else nothing. Across nodes,
     every rank must agree on the rendezvous host: the allocation's first node."""
-    res = EXP.runs[wildcards.run].resources.get("train", {})
-    if res.get("gpus", 0) * res.get("nodes", 1) <= 1:
+    if train_gpus(wildcards) <= 1:
         return ""
-    if res.get("nodes", 1) > 1:
+    if EXP.runs[wildcards.run].resources["train"]["nodes"] > 1:
         return 'env MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)" srun'
     return "srun"
 
@@ -52,14 +55,18 @@ rule train:
     params:
         launcher=launcher,
     threads: lambda wc: EXP.runs[wc.run].train.get("threads") or 1
+    # For the slurm executor plugin (tests/test_dag.py builds the sbatch line from these): a
+    # multi-GPU run is an MPI-style job (`mpi`), one srun task per GPU (`tasks`, `tasks_per_gpu`);
+    # None leaves a resource unset (single-GPU and CPU runs).
     resources:
-        gpu=stage_resource("train", "gpu", 0),
-        nodes=stage_resource("train", "nodes", 1),
-        tasks_per_gpu=lambda wc: 1 if stage_resource("train", "gpu", 0)(wc) else 0,
-        cpus_per_gpu=stage_resource("train", "cpus_per_gpu", 8),
-        mem_mb=stage_resource("train", "mem_mb", 4000),
-        runtime=stage_resource("train", "runtime", 60),
-        mpi=lambda wc: "srun" if launcher(wc) else "",
+        gpu=train_gpus,
+        nodes=stage_resource("train", "nodes"),
+        tasks=lambda wc: train_gpus(wc) if launcher(wc) else None,
+        tasks_per_gpu=lambda wc: 1 if train_gpus(wc) else None,
+        cpus_per_gpu=stage_resource("train", "cpus_per_gpu"),
+        mem_mb=stage_resource("train", "mem_mb"),
+        runtime=stage_resource("train", "runtime"),
+        mpi=lambda wc: "srun" if launcher(wc) else None,
     log:
         f"{OUT}/runs/{{run}}/train.log",
     shell:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +92,53 @@ def test_reexec_deterministic_and_random(job):
     assert record(absolute, "--deterministic") == 0
     [res] = verify_dir(job, reexec=True)
     assert res.status == "ok" and "original working directory" in res.warnings[0]
+
+
+def test_reexec_skip_stage(tmp_path_factory, monkeypatch):
+    """`--reexec-skip-stage data` leaves a `pathmoe data ...` job ok (with a warning), unre-run."""
+    tool = tmp_path_factory.mktemp("bin") / "pathmoe"  # outside the job's cwd, or re-execution is refused
+    tool.write_text(f"#!{sys.executable}\n{UPPER}\n")
+    tool.chmod(0o755)
+    work = tmp_path_factory.mktemp("work")
+    monkeypatch.chdir(work)
+    (work / "in.txt").write_text("hello\n")
+    (work / "out").mkdir()
+    assert main(["audit", "record", "--deterministic", "--inputs", "in.txt", "--outputs", "out/up.txt",
+                 "--", str(tool), "data", "fetch"]) == 0
+    assert statuses(work, reexec=True) == {"out/up.txt": "reexec-ok"}
+    assert statuses(work, reexec=True, reexec_skip_stages=["report"]) == {"out/up.txt": "reexec-ok"}
+    [res] = verify_dir(work, reexec=True, reexec_skip_stages=["data"])
+    assert res.status == "ok" and res.warnings == ["not re-executed: stage 'data' skipped (--reexec-skip-stage)"]
+    assert main(["audit", "verify", str(work), "--reexec", "--reexec-skip-stage", "data", "--out", "a.md"]) == 0
+    assert "skipped (--reexec-skip-stage)" in (work / "a.md").read_text()
+
+
+def test_hardware_names_gpus_without_torch(tmp_path):
+    """GPU names come from the driver (here a fake nvidia-smi), narrowed to CUDA_VISIBLE_DEVICES;
+    recording never imports torch (a second per wrapped job)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\ncat <<'EOF'\n"
+                   "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1111-aaaa)\n"
+                   "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-2222-bbbb)\n"
+                   "  MIG 3g.20gb     Device  0: (UUID: MIG-3333-cccc)\nEOF\n")
+    smi.chmod(0o755)
+    probe = ("import json, sys; from pathmoe.audit.environment import hardware; "
+             "print(json.dumps([hardware()['gpus'], 'torch' in sys.modules]))")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{tmp_path}{os.pathsep}{env['PATH']}"
+
+    def gpus(visible: str | None) -> list[str]:
+        run_env = env if visible is None else {**env, "CUDA_VISIBLE_DEVICES": visible}
+        out = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, check=True)
+        names, torch_imported = json.loads(out.stdout)
+        assert not torch_imported
+        return names
+
+    assert gpus(None) == ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"]
+    assert gpus("1") == ["NVIDIA A100-SXM4-40GB"]
+    assert gpus("GPU-2222,0") == ["NVIDIA A100-SXM4-40GB", "NVIDIA H100 80GB HBM3"]
+    assert gpus("MIG-3333") == ["NVIDIA A100-SXM4-40GB MIG 3g.20gb"]
+    assert gpus("7,0") == [] and gpus("") == []  # as in CUDA, the list ends at an unknown device
 
 
 def test_failing_command_writes_no_record_and_propagates_code(tmp_path, monkeypatch):
@@ -189,7 +238,10 @@ def test_paper_tolerance_rule_and_tables(tmp_path):
     assert warnings == [] and [(c.row, c.col, c.within) for c in checks] == [
         ("PathB4-MoE", "arc_easy", True), ("PathB4-MoE", "val_ppl", True)]
     assert checks[0].diff == pytest.approx(0.5)
-    assert main(["audit", "verify", str(tmp_path), "--paper-tolerance", "1", "--out", str(tmp_path / "p.md")]) == 0
+    assert main(["audit", "verify", str(tmp_path), "--paper-tolerance", "1", "--out", str(tmp_path / "p.md"),
+                 "--json", str(tmp_path / "p.json")]) == 0
+    paper = json.loads((tmp_path / "p.json").read_text())["paper"]
+    assert [(c["col"], c["rule"], c["within"]) for c in paper] == [("arc_easy", "pp", True), ("val_ppl", "rel%", True)]
     # without a "paper" field the reference is looked up by table name and paper row label
     (tables / "table6.json").write_text(json.dumps({"table": "table6", "columns": ["avg"], "rows": {"Mine": {"avg": 47.0}},
                                                     "paper_labels": {"Mine": "Indep"}}))

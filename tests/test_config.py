@@ -114,3 +114,71 @@ def test_plan_prints_total_gpu_hours():
     res = subprocess.run([sys.executable, "-m", "pathmoe.cli", "plan", "--config", "paper-0.9b"],
                          capture_output=True, text=True, check=True)
     assert "indep_s0" in res.stdout and res.stdout.strip().splitlines()[-1].startswith("total")
+
+
+def test_16b_runs_agree_between_the_paper_configs():
+    """paper-16b.yaml repeats paper-0.9b.yaml's 16B block: both must train the same runs."""
+    full = load_experiment(REPO_CONFIGS / "paper-0.9b.yaml")
+    alone = load_experiment(REPO_CONFIGS / "paper-16b.yaml")
+    where = ("run", "base", "run_dir", "data_dir")  # names and locations differ by design
+    for in_full, in_alone in (("indep_16b_s0", "indep_s0"), ("pathmoe_16b_s0", "pathmoe_s0")):
+        a, b = full.run_config(in_full), alone.run_config(in_alone)
+        assert {k: v for k, v in a.items() if k not in where} == {k: v for k, v in b.items() if k not in where}
+        assert full.runs[in_full].resources == alone.runs[in_alone].resources
+    assert full.datasets["dclm_pro"] == alone.datasets["dclm_pro"]
+    raw = {name: yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text()) for name in ("paper-0.9b", "paper-16b")}
+    assert raw["paper-0.9b"]["report"]["tasks_16b"] == raw["paper-16b"]["report"]["tasks_16b"]
+    # run separately, the 16B config must not overwrite the full reproduction's results or reports
+    assert alone.output_dir != full.output_dir and alone.report_dir != full.report_dir
+
+
+def test_schema_yaml_in_configs_is_the_validators_schema():
+    from pathmoe.config import SCHEMA_PATH
+
+    link = REPO_CONFIGS / "schema.yaml"
+    assert link.is_symlink() and link.resolve() == SCHEMA_PATH.resolve()
+
+
+def test_run_spec_carries_every_eval_setting_the_eval_stage_knows():
+    from pathmoe.eval.run import EVAL_DEFAULTS as STAGE_EVAL_DEFAULTS
+
+    spec = load_experiment(DEFAULT).run_config("indep_s0")
+    assert set(spec["eval"]) <= set(STAGE_EVAL_DEFAULTS)
+    assert spec["eval"]["offline_seed"] == STAGE_EVAL_DEFAULTS["offline_seed"]
+
+
+def test_misspelled_resource_stage():
+    msg = bad(lambda c: c["scales"]["tiny"].update(resources={"trian": {"gpus": 8}}))
+    assert "scales.tiny.resources.trian" in msg and "train, eval, analysis" in msg
+
+
+def test_resources_do_not_depend_on_declaring_the_stage():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["scales"]["tiny"]["resources"] = {"eval": {"gpus": 1}}
+    declared = load_experiment(cfg).runs["indep_s0"].resources
+    omitted = load_experiment(DEFAULT).runs["indep_s0"].resources
+    assert declared["eval"] == {**omitted["eval"], "gpus": 1}
+    assert set(omitted) == {"train", "eval", "analysis"}
+
+
+def test_analysis_seq_len_beyond_the_model():
+    msg = bad(lambda c: c["analysis"].update(seq_len=100_000))
+    assert "analysis.seq_len=100000" in msg and "max_seq_len" in msg
+
+
+def test_model_errors_name_the_section_that_holds_the_key():
+    msg = bad(lambda c: c["variants"]["pathb4"].update(blok_size=4))
+    assert msg.startswith("variants.pathb4: unknown model key(s) ['blok_size']")
+    msg = bad(lambda c: c["scales"]["tiny"]["model"].update(n_expertz=2))
+    assert msg.startswith("scales.tiny.model: unknown model key(s) ['n_expertz']")
+    msg = bad(lambda c: c["scales"]["tiny"]["model"].update(n_experts=1))
+    assert "scales.tiny.model + variants.indep" in msg and "top_k" in msg
+
+
+def test_config_commands_import_no_stage():
+    """`pathmoe config get` runs inside analysis jobs and `config validate` before launching:
+    neither may pay for torch, pandas or matplotlib."""
+    probe = ("import sys; from pathmoe.cli import main; main(['config', 'validate', 'paper-0.9b']); "
+             "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'scipy', 'deepspeed') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert res.stdout.strip().splitlines()[-1] == "[]"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def test_default_config_plans_every_artifact():
     assert counts["document"] == 1
 
 
-def test_one_table_needs_only_its_runs(tmp_path):
+def test_one_table_needs_only_its_runs():
     counts, _, _ = dry_run("reports/tables/table1.tex")
     assert counts["train"] == 9 and counts["eval"] == 9  # the 9 systems of Table 1
     assert "figure" not in counts and "traces" not in counts
@@ -54,7 +55,59 @@ def test_slurm_profile_dry_run():
     assert counts["train"] == 9
 
 
-def test_bad_config_fails_before_any_job(tmp_path):
+def slurm_jobs(*targets: str) -> list[tuple[str, dict[str, str], int, dict]]:
+    """(rule, wildcards, threads, resources) of every job a dry run through the SLURM profile plans."""
+    res = subprocess.run([*SNAKEMAKE, "-n", "--forceall", *targets, "--profile", "slurm",
+                          "--configfile", "configs/paper-0.9b.yaml"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    jobs = []
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", res.stdout + res.stderr, flags=re.M)[1:]:
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        resources = {}
+        for item in fields.get("resources", "").split(", "):
+            key, _, value = item.partition("=")
+            resources[key] = int(value) if value.isdigit() else value
+        wildcards = dict(w.split("=", 1) for w in fields["wildcards"].split(", ")) if "wildcards" in fields else {}
+        jobs.append((re.match(r"(?:local)?rule (\w+):", block).group(1), wildcards,
+                     int(fields.get("threads", 1)), resources))
+    return jobs
+
+
+def sbatch_line(threads: int, resources: dict) -> list[str]:
+    """The sbatch arguments the installed slurm executor plugin builds for a job's resources."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    job = SimpleNamespace(resources=Resources(resources), threads=threads)
+    params = {"run_uuid": "uuid", "slurm_logfile": "slurm.log", "comment_str": "job", "workdir": str(ROOT),
+              "account": f"-A {resources['slurm_account']}", "partition": f"-p {resources['slurm_partition']}"}
+    return (get_submit_command(job, params) + set_gres_string(job)).split()
+
+
+def test_slurm_submission_lines():
+    """The resources the rules give SLURM jobs, through the plugin's own sbatch builder: multi-node
+    training is one task per GPU and gets the config's CPUs per GPU (no cpus_per_task default may
+    shadow them)."""
+    jobs = slurm_jobs("results/paper-0.9b/runs/indep_16b_s0/train_summary.json",
+                      "results/paper-0.9b/runs/indep_s0/eval/records.csv")
+    lines = {(rule, wc.get("run", wc.get("dataset"))): sbatch_line(threads, res) for rule, wc, threads, res in jobs}
+    train_16b = lines["train", "indep_16b_s0"]  # 8 GPUs x 16 nodes
+    for flag in ("--nodes=16", "--ntasks=128", "--ntasks-per-gpu=1", "--cpus-per-gpu=8", "--gpus=128"):
+        assert flag in train_16b, (flag, train_16b)
+    assert "960000" == train_16b[train_16b.index("--mem") + 1] and "4320" == train_16b[train_16b.index("-t") + 1]
+    train_09b = lines["train", "indep_s0"]  # 8 GPUs x 4 nodes
+    assert {"--nodes=4", "--ntasks=32", "--cpus-per-gpu=8", "--gpus=32"} <= set(train_09b)
+    evaluation = lines["eval", "indep_s0"]
+    assert {"--gpus=1", "--cpus-per-gpu=8"} <= set(evaluation)
+    assert "--cpus-per-task=32" in lines["tokenize", "fineweb"]
+    for key in (("train", "indep_16b_s0"), ("train", "indep_s0"), ("eval", "indep_s0")):
+        assert not any(f.startswith("--cpus-per-task") for f in lines[key]), lines[key]
+
+
+def test_bad_config_fails_before_any_job():
     res = subprocess.run([*SNAKEMAKE, "-n", "all", "--config", "seeds=[0]", "runs={}"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode != 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # minutes on 2 CPU cores: `pytest -m "not slow"` leaves it out
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,23 @@ def test_rerun_redoes_nothing(workdir):
 
 
 def test_audit_verifies_and_reexecutes_then_catches_a_changed_byte(workdir):
-    audit = [sys.executable, "-m", "pathmoe.cli", "audit", "verify", "results/e2e", "--reexec"]
-    res = subprocess.run(audit, cwd=workdir, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "reexec-ok" in res.stdout + res.stderr
+    snakemake = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                 "--configfile", str(ROOT / "tests/configs/e2e.yaml"), "--cores", "2", "audit"]
+    res = subprocess.run(snakemake, capture_output=True, text=True)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    summary = json.loads((workdir / "results/e2e/audit/audit.json").read_text())["summary"]
+    assert summary["reexec-ok"] > 0 and set(summary) <= {"ok", "reexec-ok"}
+    assert "reexec-ok" in (workdir / "results/e2e/audit/audit.md").read_text()
+    # a changed byte fails the audit, and the failed `snakemake audit` keeps its report (the log)
     table = workdir / "results/e2e/reports/tables/table4.tex"
     table.write_bytes(table.read_bytes().replace(b"bits", b"bitz", 1))
-    res = subprocess.run(audit[:-1], cwd=workdir, capture_output=True, text=True)
+    audit = [sys.executable, "-m", "pathmoe.cli", "audit", "verify", "results/e2e"]
+    res = subprocess.run(audit, cwd=workdir, capture_output=True, text=True)
     assert res.returncode == 1 and "tampered" in res.stdout + res.stderr
+    # only the audit reruns (the tampered table must not be rebuilt first); data jobs are not re-run
+    res = subprocess.run([*snakemake, "--forcerun", "audit", "--rerun-triggers", "input",
+                          "--config", "audit={'reexec_skip_stages': ['data', 'analyze', 'report', 'eval']}"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert not (workdir / "results/e2e/audit/audit.json").exists()
+    assert "**tampered**" in (workdir / "results/e2e/audit/audit.md").read_text()

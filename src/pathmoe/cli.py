@@ -12,12 +12,19 @@ import importlib
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pathmoe import __version__
+
+if TYPE_CHECKING:
+    from pathmoe.config import Experiment
 
 # command name -> stage package owning it (imported only when that command runs: each pulls in
 # torch, lm-eval, matplotlib, ... and a Snakemake job should not pay for all of them).
 STAGES = {"data": "data", "train": "train", "bench": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
+# Experiment-level commands defined here: they need no stage module (`config get` runs inside
+# analysis jobs, `config validate` and `plan` before launching).
+EXPERIMENT_COMMANDS = ("config", "plan")
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -48,19 +55,26 @@ def _cmd_config_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from pathmoe.config import find_config, load_experiment
+def plan_text(exp: Experiment, gpu_flops: float | None = None, mfu: float | None = None) -> str:
+    """The GPU-hour table of every training run (`pathmoe plan` and `snakemake --config plan=1`);
+    `gpu_flops` and `mfu` default to the config's `cost` section."""
     from pathmoe.cost import estimate_gpu_hours, format_plan
 
-    exp = load_experiment(find_config(args.config))
-    gpu_flops = args.gpu_flops or exp.cost["gpu_flops"]
-    mfu = args.mfu or exp.cost["mfu"]
-    print(format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu))
+    gpu_flops = gpu_flops or exp.cost["gpu_flops"]
+    mfu = mfu or exp.cost["mfu"]
+    return format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pathmoe.config import find_config, load_experiment
+
+    print(plan_text(load_experiment(find_config(args.config)), args.gpu_flops, args.mfu))
     return 0
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser, or (with `command`) one with only that stage's commands registered."""
+    """The full parser, or (with `command`) one that registers only the stage module `command`
+    needs: its stage's, or none for an experiment-level command (EXPERIMENT_COMMANDS)."""
     parser = argparse.ArgumentParser(prog="pathmoe", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pathmoe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,7 +100,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plan)
 
     for stage in dict.fromkeys(STAGES.values()):
-        if command is not None and STAGES[command] != stage:
+        if command is not None and STAGES.get(command) != stage:
             continue
         try:
             module = importlib.import_module(f"pathmoe.{stage}.commands")
@@ -100,7 +114,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv[0] if argv and argv[0] in STAGES else None)
+    known = argv and (argv[0] in STAGES or argv[0] in EXPERIMENT_COMMANDS)
+    parser = build_parser(argv[0] if known else None)
     args = parser.parse_args(argv)
     args.argv = list(argv)  # the command line as given, for records that state how they were made
     try:

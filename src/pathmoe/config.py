@@ -10,14 +10,14 @@ Stages never read the YAML: they get the resolved JSON specs this module writes
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
+# config_hash lives with the other content hashes; re-exported here for train/checkpoint.py.
+from pathmoe.audit.hashing import config_hash as config_hash  # noqa: F401
 from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
@@ -32,15 +32,24 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 EVAL_DEFAULTS: dict[str, Any] = {
     "tasks": ["offline_next", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
-    "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200,
+    "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200, "offline_seed": 1234,
 }
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "tokens": 20_000, "seq_len": 128, "batch_size": 16, "permute_p": [0.0, 0.25, 0.5, 0.75, 1.0],
     "top_paths": 12, "device": "auto",
 }
-RESOURCE_DEFAULTS: dict[str, Any] = {"gpus": 0, "nodes": 1, "cpus": 1, "mem_mb": 4000, "runtime": 60}
+# Per-stage SLURM resources of every run, resolved whether or not its scale declares the stage, so
+# a job's resources never depend on whether a scale names the stage; the rules read them
+# (rules/common.smk stage_resource). A job's CPUs: `cpus_per_gpu` (train), `cpus` (eval).
+RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {"gpus": 0, "nodes": 1, "cpus_per_gpu": 8, "mem_mb": 4000, "runtime": 60},
+    "eval": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
+    "analysis": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
+}
 COST_DEFAULTS: dict[str, Any] = {"gpu_flops": 989e12, "mfu": 0.35}
-ROUTER_MODEL_KEYS = ("router", "block_size", "lbl_coef")
+# `snakemake audit`: `pathmoe` stages whose deterministic jobs are not re-executed (paper configs
+# skip `data`: re-running it downloads and tokenizes the whole corpus again).
+AUDIT_DEFAULTS: dict[str, Any] = {"reexec_skip_stages": []}
 
 
 class ConfigError(ValueError):
@@ -56,12 +65,6 @@ def deep_merge(base: dict, override: dict | None) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def config_hash(obj: Any) -> str:
-    """sha256 of the canonical JSON of `obj`: equal configs hash equal whatever the key order."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,6 @@ class RunSpec:
 class Experiment:
     """A validated experiment: datasets and runs resolved, ready to be expanded into jobs."""
 
-    raw: dict
     name: str
     output_dir: Path
     report_dir: Path
@@ -113,6 +115,7 @@ class Experiment:
     runs: dict[str, RunSpec]
     base_runs: dict[str, list[str]] = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
+    audit: dict = field(default_factory=lambda: copy.deepcopy(AUDIT_DEFAULTS))
     report: Any = None  # pathmoe.report.ReportSpec when the config has a `report:` section
 
     def run_config(self, run: str) -> dict:
@@ -143,6 +146,8 @@ def _validate_schema(cfg: dict) -> None:
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             _fail(f"config key {key}: {err.message}; allowed keys: {', '.join(allowed)}")
+        if err.validator == "enum" and "propertyNames" in err.schema_path:
+            _fail(f"config key {key}.{err.instance} is not allowed; allowed keys: {', '.join(err.validator_value)}")
         if err.validator == "enum":
             _fail(f"config key {key}={err.instance!r} is not allowed; allowed: {', '.join(map(repr, err.validator_value))}")
         if err.validator == "oneOf" and key.endswith("block_size"):
@@ -150,7 +155,20 @@ def _validate_schema(cfg: dict) -> None:
         _fail(f"config key {key}: {err.message}")
 
 
-def _resolve_model(run: str, scale_model: dict, variant: dict, override: dict | None) -> dict:
+def _check_model_keys(key: str, keys: Any, extra: tuple[str, ...] = ()) -> None:
+    """Fail on a model key that no model has, naming the config section it is written in."""
+    unknown = sorted(set(keys) - set(MODEL_DEFAULTS) - set(extra))
+    if unknown:
+        _fail(f"{key}: unknown model key(s) {unknown}; allowed: {', '.join([*extra, *MODEL_DEFAULTS])}")
+
+
+def _resolve_model(base: str, scale: str, variant_name: str, scale_model: dict, variant: dict,
+                   override: dict | None) -> dict:
+    """The run's model: scale < variant < run override, checked as a whole.
+
+    Unknown keys were already reported against the section that holds them; a bad merged value
+    names the sections it was merged from, since `runs.<base>.model` usually is not in the file.
+    """
     model = deep_merge(scale_model, {k: v for k, v in variant.items() if k != "label"})
     model = deep_merge(model, override)
     if model.get("block_size") == "all":
@@ -161,7 +179,8 @@ def _resolve_model(run: str, scale_model: dict, variant: dict, override: dict | 
     try:
         check_model_config(probe)
     except ValueError as exc:
-        _fail(f"runs.{run}.model: {exc}")
+        sources = f"scales.{scale}.model + variants.{variant_name}" + (f" + runs.{base}.model" if override else "")
+        _fail(f"runs.{base} (model from {sources}): {exc}")
     return model
 
 
@@ -201,6 +220,13 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
     eval_top = deep_merge(EVAL_DEFAULTS, cfg.get("eval"))
     analysis = deep_merge(ANALYSIS_DEFAULTS, cfg.get("analysis"))
 
+    for name, scfg in cfg["scales"].items():
+        _check_model_keys(f"scales.{name}.model", scfg["model"])
+    for name, vcfg in cfg["variants"].items():
+        _check_model_keys(f"variants.{name}", vcfg, extra=("label",))
+    for base, rcfg in cfg["runs"].items():
+        _check_model_keys(f"runs.{base}.model", rcfg.get("model") or {})
+
     runs: dict[str, RunSpec] = {}
     base_runs: dict[str, list[str]] = {}
     for base, rcfg in cfg["runs"].items():
@@ -214,15 +240,21 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         if dataset not in datasets:
             _fail(f"runs.{base}.dataset={dataset!r} is not a defined dataset; allowed: {', '.join(datasets)}")
         scfg = cfg["scales"][scale]
-        model = _resolve_model(base, scfg["model"], cfg["variants"][variant], rcfg.get("model"))
+        model = _resolve_model(base, scale, variant, scfg["model"], cfg["variants"][variant], rcfg.get("model"))
         train = deep_merge(deep_merge(train_top, scfg.get("train")), rcfg.get("train"))
         if train["global_batch_size"] % train["micro_batch_size"]:
             _fail(f"runs.{base}.train.global_batch_size={train['global_batch_size']} must be a multiple of "
                   f"micro_batch_size={train['micro_batch_size']}")
-        if train["seq_len"] > model.get("max_seq_len", train["seq_len"]):
-            _fail(f"runs.{base}.train.seq_len={train['seq_len']} exceeds model.max_seq_len={model['max_seq_len']}")
+        max_seq_len = model.get("max_seq_len", MODEL_DEFAULTS["max_seq_len"])
+        if train["seq_len"] > max_seq_len:
+            _fail(f"runs.{base}.train.seq_len={train['seq_len']} exceeds model.max_seq_len={max_seq_len}")
+        if analysis["seq_len"] > max_seq_len:
+            _fail(f"analysis.seq_len={analysis['seq_len']} exceeds model.max_seq_len={max_seq_len} "
+                  f"of runs.{base} (scale {scale})")
         evl = deep_merge(deep_merge(eval_top, scfg.get("eval")), rcfg.get("eval"))
-        resources = {rule: deep_merge(RESOURCE_DEFAULTS, res) for rule, res in scfg.get("resources", {}).items()}
+        declared = scfg.get("resources", {})
+        resources = {stage: deep_merge(stage_defaults, declared.get(stage))
+                     for stage, stage_defaults in RESOURCE_DEFAULTS.items()}
         base_runs[base] = []
         for seed in rcfg.get("seeds", seeds_default):
             run_id = f"{base}_s{seed}"
@@ -236,8 +268,9 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
     _resolve_init_from(cfg, runs)
     output_dir = Path(cfg.get("output_dir", f"results/{cfg['name']}"))
     exp = Experiment(
-        raw=cfg, name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", "reports")),
+        name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", "reports")),
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
+        audit=deep_merge(AUDIT_DEFAULTS, cfg.get("audit")),
     )
     if "report" in cfg:
         from pathmoe.report import parse_report_spec

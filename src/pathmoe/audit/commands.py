@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,17 +26,19 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from pathmoe.audit.hashing import load_config
-    from pathmoe.audit.paper import checks_to_json, compare_tables
     from pathmoe.audit.render import verify_markdown
     from pathmoe.audit.verify import summarize, verify_dir
 
     dirs = [Path(d) for d in args.dirs]
     base = dirs[0] if len(dirs) == 1 else Path(".")
     results = verify_dir(dirs, reexec=args.reexec, allow_missing_inputs=args.allow_missing_inputs,
-                         reexec_timeout=args.reexec_timeout)
+                         reexec_timeout=args.reexec_timeout, reexec_skip_stages=args.reexec_skip_stage)
     checks, paper_warnings = None, []
     if args.paper_tolerance is not None:
+        # the paper comparison reads the report stage (pandas, scipy): imported only when asked for
+        from pathmoe.audit.hashing import load_config
+        from pathmoe.audit.paper import compare_tables
+
         reference = load_config(args.paper_reference) if args.paper_reference else None
         checks = []
         for d in dirs:
@@ -48,7 +51,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, {"dirs": [str(d) for d in dirs], "summary": summarize(results),
                                       "artifacts": [r.to_json(base) for r in results],
-                                      "paper": None if checks is None else checks_to_json(checks)})
+                                      "paper": None if checks is None else [asdict(c) for c in checks]})
     failed = sum(r.failed for r in results) + sum(not c.within for c in checks or [])
     counts = ", ".join(f"{n} {s}" for s, n in summarize(results).items()) or "no records"
     paper = "" if checks is None else f"; paper: {sum(c.within for c in checks)}/{len(checks)} cells within tolerance"
@@ -106,6 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="directories to walk for *.prov.json (and tables/*.json), e.g. results/x reports")
     ver.add_argument("--reexec", action="store_true", help="re-run deterministic jobs in a scratch dir")
     ver.add_argument("--reexec-timeout", type=float, default=3600.0, help="seconds per re-executed job")
+    ver.add_argument("--reexec-skip-stage", action="append", default=[], metavar="STAGE",
+                     help="do not re-execute jobs of this pathmoe stage (repeatable), e.g. data at paper scale")
     ver.add_argument("--allow-missing-inputs", action="store_true",
                      help="a deleted input is a warning, not stale-input (e.g. Snakemake temp() files)")
     ver.add_argument("--paper-tolerance", type=float, default=None, metavar="X",

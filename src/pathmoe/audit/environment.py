@@ -2,8 +2,9 @@
 
 Everything here is cheap and never fails: a missing tool (git, nvidia driver, a package) becomes
 null in the record rather than an error, because a record must be writable on any machine.
-Package versions come from installed distribution metadata, not imports, so recording does not pay
-for importing deepspeed; only the GPU query imports torch (and only to ask torch.cuda).
+Nothing imports torch or deepspeed (every Snakemake job is wrapped by a record, and the import
+alone costs about a second): package versions come from installed distribution metadata, GPU
+names from the NVIDIA driver (nvidia-smi, else /proc/driver/nvidia).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import getpass
 import os
 import platform
+import re
 import socket
 import subprocess
 from importlib import metadata
@@ -90,17 +92,53 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_SMI_GPU = re.compile(r"^GPU (\d+): (.+) \(UUID: (\S+)\)$")
+_SMI_MIG = re.compile(r"^\s+MIG (\S+)\s+Device\s+\d+: \(UUID: (\S+)\)$")
+
+
+def _driver_gpus() -> list[tuple[str | None, str, str]]:
+    """(index, uuid, name) of every GPU and MIG instance the NVIDIA driver lists (`nvidia-smi -L`;
+    a MIG instance has no index and is named like torch names it: "<GPU> MIG <profile>")."""
+    try:
+        res = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        res = None
+    if res is not None and res.returncode == 0:
+        devices: list[tuple[str | None, str, str]] = []
+        gpu_name = ""
+        for line in res.stdout.splitlines():
+            if m := _SMI_GPU.match(line):
+                gpu_name = m.group(2).strip()
+                devices.append((m.group(1), m.group(3), gpu_name))
+            elif m := _SMI_MIG.match(line):
+                devices.append((None, m.group(2), f"{gpu_name} MIG {m.group(1)}"))
+        return devices
+    devices = []  # no nvidia-smi: the driver's per-GPU files (directories named by PCI bus id)
+    for index, info in enumerate(sorted(Path("/proc/driver/nvidia/gpus").glob("*/information"))):
+        try:
+            fields = dict(line.split(":", 1) for line in info.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        devices.append((str(index), fields.get("GPU UUID", "").strip(), fields.get("Model", "").strip()))
+    return devices
+
+
 def _gpu_names() -> list[str]:
-    try:
-        import torch
-    except ImportError:
-        return []
-    try:
-        if not torch.cuda.is_available():
-            return []
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # a broken driver must not stop a record from being written
-        return []
+    """Names of the GPUs this process may use: every GPU the driver lists, or with
+    CUDA_VISIBLE_DEVICES the devices it names by index or (GPU or MIG) UUID; as in CUDA, an entry
+    that names no device ends the list."""
+    devices = _driver_gpus()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [name for index, _, name in devices if index is not None]
+    names = []
+    for entry in (e.strip() for e in visible.split(",")):
+        match = next((name for index, uuid, name in devices
+                      if entry and (entry == index or uuid.startswith(entry))), None)
+        if match is None:
+            break
+        names.append(match)
+    return names
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,16 +13,17 @@ finds the tables and applies the rule above.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from pathmoe.io import read_json
+from pathmoe.report.aggregate import NATURAL_UNITS
+from pathmoe.report.reference import compare_with_paper, load_reference
+from pathmoe.report.tables import TABLE4_COLUMNS
 
-NATURAL_UNIT_COLUMNS = frozenset({
-    "val_ppl", "throughput_ktok_s", "peak_mem_gib",  # Table 1's training-side columns
-    "routing_entropy_bits", "consecutive_layer_correlation", "unique_paths", "effective_path_space",  # Table 4
-})
+# The report stage's natural-unit columns (printed as is, not in percent) and Table 4's statistics.
+NATURAL_UNIT_COLUMNS = frozenset(NATURAL_UNITS) | {key for key, _ in TABLE4_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -38,35 +39,11 @@ class CellCheck:
     within: bool
 
 
-def _compare(table: Mapping[str, Any], reference: Mapping[str, Any]) -> list[tuple[str, str, float | None, float]]:
-    """(row, col, ours, paper) for every paper cell of a reproduced row, via the report stage."""
-    try:
-        from pathmoe.report import compare_with_paper
-    except ImportError:
-        try:
-            from pathmoe.report.reference import compare_with_paper
-        except ImportError:
-            compare_with_paper = None
-    if compare_with_paper is not None:
-        return [(c.row, c.col, c.ours, c.paper) for c in compare_with_paper(table, reference, float("inf"))]
-    # The report stage is not installed: read the table's own "paper" field, cell by cell.
-    out = []
-    for row, paper_row in reference.items():
-        if row in table.get("rows", {}) and isinstance(paper_row, Mapping):
-            for col, paper in paper_row.items():
-                if isinstance(paper, (int, float)):
-                    ours = table["rows"][row].get(col)
-                    out.append((row, col, None if ours is None else float(ours), float(paper)))
-    return out
-
-
 def _default_reference(warnings: list[str]) -> dict[str, Any]:
     """The report stage's transcription of the paper (configs/paper_reference.yaml), if present."""
     try:
-        from pathmoe.report.reference import load_reference
-
         return load_reference()
-    except (ImportError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         warnings.append(f"paper reference unavailable: {e}")
         return {}
 
@@ -118,9 +95,8 @@ def compare_tables(directory: str | os.PathLike, tolerance: float,
             continue
         # A table's own "paper" field is keyed by its row labels already: no label mapping then.
         table = {**table, "table": name, **({"paper_labels": {}} if own else {})}
-        checks += [check_cell(name, row, col, ours, paper, tolerance) for row, col, ours, paper in _compare(table, ref)]
+        # matching only: compare_with_paper's own verdict (infinite tolerance) is replaced by check_cell's
+        checks += [check_cell(name, c.row, c.col, c.ours, c.paper, tolerance)
+                   for c in compare_with_paper(table, ref, float("inf"))]
     return checks, warnings
 
-
-def checks_to_json(checks: list[CellCheck]) -> list[dict[str, Any]]:
-    return [asdict(c) for c in checks]

@@ -4,7 +4,9 @@ The scratch directory mirrors the job's working directory: every recorded relati
 copied to the same relative path, output parent directories are created (as Snakemake does), and
 the recorded argv runs there. Inputs outside the working directory (stored absolute) are read in
 place. A job is refused (a warning, not a verdict) when re-running it could touch the originals:
-an output outside the working directory, or an argv that names the original working directory.
+an output outside the working directory, or an argv that names the original working directory. Jobs of the `pathmoe` stages named in `skip_stages` are not re-run
+either (`verify --reexec-skip-stage data`: at paper scale the data stage downloads and tokenizes
+the whole corpus).
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def _refusal(rec: dict[str, Any]) -> str | None:
         return "not re-executed: the command names its original working directory (would write there)"
     if not rec["command"]["argv"]:
         return "not re-executed: no command recorded"
+    return None
+
+
+def command_stage(argv: list[str]) -> str | None:
+    """The `pathmoe` stage a recorded command runs (`srun pathmoe data tokenize ...` -> "data")."""
+    for program, stage in zip(argv, argv[1:]):
+        if PurePosixPath(program).name == "pathmoe":
+            return stage
     return None
 
 
@@ -71,8 +81,10 @@ def reexecute(rec: dict[str, Any], root: Path, cache: HashCache, timeout: float 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def reexec_results(results: list[ArtifactResult], cache: HashCache, timeout: float | None) -> None:
-    """Upgrade ok deterministic artifacts in place to reexec-ok / reexec-mismatch (one run per job)."""
+def reexec_results(results: list[ArtifactResult], cache: HashCache, timeout: float | None,
+                   skip_stages: frozenset[str] = frozenset()) -> None:
+    """Upgrade ok deterministic artifacts in place to reexec-ok / reexec-mismatch (one run per job);
+    jobs of the `pathmoe` stages in `skip_stages` stay ok with a warning."""
     jobs: dict[str, list[ArtifactResult]] = defaultdict(list)
     for res in results:
         if res.status != OK or res.record is None:
@@ -84,6 +96,9 @@ def reexec_results(results: list[ArtifactResult], cache: HashCache, timeout: flo
     for members in tqdm(jobs.values(), desc="reexec", unit="job", leave=False):
         first = members[0]
         reason = _refusal(first.record)
+        stage = command_stage(first.record["command"]["argv"])
+        if reason is None and stage in skip_stages:
+            reason = f"not re-executed: stage {stage!r} skipped (--reexec-skip-stage)"
         if reason:
             for res in members:
                 res.warnings.append(reason)
@@ -106,4 +121,4 @@ def reexec_results(results: list[ArtifactResult], cache: HashCache, timeout: flo
                 res.details.append(f"re-executed {rel}: {got} != recorded {want[:12]}")
 
 
-__all__ = ["reexecute", "reexec_results"]
+__all__ = ["command_stage", "reexecute", "reexec_results"]

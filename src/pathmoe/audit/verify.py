@@ -122,10 +122,11 @@ def verify_dir(
     allow_missing_inputs: bool = False,
     reexec_timeout: float | None = 3600.0,
     cache: HashCache | None = None,
+    reexec_skip_stages: Sequence[str] = (),
 ) -> list[ArtifactResult]:
     """Verify every record under `directory` (or several directories, e.g. results/ and reports/,
     whose jobs are then re-executed once even when their outputs span both); with `reexec`,
-    re-run deterministic jobs (see pathmoe.audit.reexec)."""
+    re-run deterministic jobs except those of `reexec_skip_stages` (see pathmoe.audit.reexec)."""
     cache = cache or HashCache()
     dirs = [directory] if isinstance(directory, (str, os.PathLike)) else list(directory)
     records, seen = [], set()
@@ -139,7 +140,7 @@ def verify_dir(
     if reexec:
         from pathmoe.audit.reexec import reexec_results
 
-        reexec_results(results, cache, reexec_timeout)
+        reexec_results(results, cache, reexec_timeout, frozenset(reexec_skip_stages))
     return results
 
 
