@@ -364,3 +364,15 @@ def test_paired_seed_test_matches_scipy():
     assert res["p_value"] == pytest.approx(expected)
     single = parse_report_spec(cfg, set(records["run"]), run_groups={"a": ["a_s0"], "b": ["b_s0"]})
     assert paired_avg_test(single, records, None, "b", "a", single.tasks, "test") is None  # one seed: no test
+
+
+def test_report_task_metric_must_be_the_papers():
+    """One metric per paper task (PAPER_METRICS): a table cannot print a metric selection did not use."""
+    from pathmoe.report.spec import parse_report_spec
+
+    base = {"tables": {}}
+    ok = parse_report_spec({**base, "tasks_16b": [{"task": "arc_challenge", "metric": "acc", "label": "ARC-C"}]}, None)
+    assert ok.tasks_16b[0].metric == "acc"
+    with pytest.raises(ValueError, match=r"report.tasks_16b: task arc_challenge has metric 'acc_norm'.*'acc'"):
+        parse_report_spec({**base, "tasks_16b": [{"task": "arc_challenge", "metric": "acc_norm", "label": "ARC-C"}]},
+                          None)

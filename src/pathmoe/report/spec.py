@@ -101,7 +101,7 @@ class ReportSpec:
     def extra_columns(self, table: str) -> list[TaskColumn]:
         cfg = self.tables.get(table, {})
         default = DEFAULT_EXTRA_COLUMNS if table == "table1" else ()
-        return [_task(t) for t in cfg.get("extra_columns", default)]
+        return [_task(t, f"report.tables.{table}.extra_columns") for t in cfg.get("extra_columns", default)]
 
     def to_json(self) -> str:
         return json.dumps(self.raw | {"run_groups": self.run_groups}, indent=2, sort_keys=True)
@@ -123,7 +123,14 @@ def _row(r: dict[str, Any]) -> Row:
     return Row(r["label"], r["run"], tuple(str(c) for c in r.get("cells", ())), r.get("paper"))
 
 
-def _task(t: dict[str, Any]) -> TaskColumn:
+def _task(t: dict[str, Any], where: str = "report.tasks") -> TaskColumn:
+    """A metric column; a paper task must use the metric the paper reports (and selection uses)."""
+    from pathmoe.eval.metrics import PAPER_METRICS
+
+    expected = PAPER_METRICS.get(t["task"])
+    if expected is not None and t.get("metric") != expected:
+        raise ValueError(f"{where}: task {t['task']} has metric {t.get('metric')!r}, but the paper reports and "
+                         f"checkpoint selection uses {expected!r} (pathmoe.eval.metrics.PAPER_METRICS)")
     return TaskColumn(t["task"], t.get("metric"), t.get("label", t["task"]), t.get("unit", ""), t.get("category", ""))
 
 
@@ -169,7 +176,7 @@ def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
             raise ValueError(f"report.tasks: required by {name} (list of {{task, metric, label}})")
     if "table2" in tables and not report_cfg.get("tasks_16b"):
         raise ValueError("report.tasks_16b: required by table2 (list of {task, metric, label, category})")
-    return ReportSpec(tasks=tasks, tasks_16b=[_task(t) for t in report_cfg.get("tasks_16b", [])],
+    return ReportSpec(tasks=tasks, tasks_16b=[_task(t, "report.tasks_16b") for t in report_cfg.get("tasks_16b", [])],
                       tables=dict(tables), figures=dict(report_cfg.get("figures", {})),
                       run_groups=groups, raw={k: v for k, v in report_cfg.items() if k != "run_groups"})
 
