@@ -26,9 +26,10 @@ rule traces:
         device=lambda wc: EXP.runs[wc.run].analysis["device"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
-        gpu=stage_resource("analysis", "gpu", 0),
-        mem_mb=stage_resource("analysis", "mem_mb", 8000),
-        runtime=stage_resource("analysis", "runtime", 60),
+        gpu=stage_resource("analysis", "gpu"),
+        cpus_per_gpu=stage_resource("analysis", "cpus"),
+        mem_mb=stage_resource("analysis", "mem_mb"),
+        runtime=stage_resource("analysis", "runtime"),
     shell:
         recorded("pathmoe analyze traces --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
@@ -66,9 +67,10 @@ rule robustness:
         device=lambda wc: EXP.runs[wc.run].analysis["device"],
         shards_dir=lambda wc: f"{OUT}/data/{run_dataset(wc)}/shards",
     resources:
-        gpu=stage_resource("analysis", "gpu", 0),
-        mem_mb=stage_resource("analysis", "mem_mb", 8000),
-        runtime=stage_resource("analysis", "runtime", 60),
+        gpu=stage_resource("analysis", "gpu"),
+        cpus_per_gpu=stage_resource("analysis", "cpus"),
+        mem_mb=stage_resource("analysis", "mem_mb"),
+        runtime=stage_resource("analysis", "runtime"),
     shell:
         recorded("pathmoe analyze robustness --checkpoint " + selected_checkpoint("{input.selected}")
                  + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"

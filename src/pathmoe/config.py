@@ -16,8 +16,6 @@ from typing import Any, NoReturn
 
 import yaml
 
-# config_hash lives with the other content hashes; re-exported here for train/checkpoint.py.
-from pathmoe.audit.hashing import config_hash as config_hash  # noqa: F401
 from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")

@@ -131,7 +131,7 @@ def reset_if_config_changed(run_dir: Path, run_config: dict[str, Any]) -> bool:
     Snakemake reruns the job and it must start from scratch, not continue a different model.
     The spec's hash is kept in `<run_dir>/state_hash`; returns True when old state was removed.
     """
-    from pathmoe.config import config_hash
+    from pathmoe.audit.hashing import config_hash
 
     run_dir = Path(run_dir)
     marker = run_dir / "state_hash"
