@@ -47,7 +47,10 @@ rule tokenize:
         tokenizer=f"{OUT}/data/{{dataset}}/tokenizer",
     output:
         f"{OUT}/data/{{dataset}}/shards/index.json",
-    threads: 2
+    # tokenize_to_shards runs num_workers encoding processes: reserve that many cores. Snakemake
+    # caps threads at --cores (for a SLURM submission: the submit host's cores), which is why the
+    # SLURM profile still states tokenize's cpus_per_task itself.
+    threads: lambda wc: EXP.dataset_config(wc.dataset)["num_workers"]
     resources:
         runtime=1440,
     shell:

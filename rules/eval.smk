@@ -1,6 +1,8 @@
 # Evaluation: every exported checkpoint of a run through lm-eval + validation perplexity,
 # model selection (best average of the final 5), and the one results table every report reads.
 
+from pathmoe.eval.metrics import OFFLINE_TASKS
+
 
 def eval_inputs(wildcards):
     spec = EXP.runs[wildcards.run]

@@ -314,3 +314,34 @@ def test_changed_config_rebuilds_and_drops_stale_shards(built: Path, tmp_path: P
     assert sorted(p.name for p in (tmp_path / "shards").glob("*.bin")) == ["train_00000.bin", "val_00000.bin"]
     assert index["shard_tokens"] == 10**6 and read_json(tmp_path / "shards" / "index.json") == index
     assert np.array_equal(np.asarray(TokenShards(tmp_path, "train").tokens), np.asarray(TokenShards(built, "train").tokens))
+
+
+# ---------------------------------------------------------------- raw passes
+
+def test_tokenize_takes_document_counts_from_a_matching_manifest(built: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    counted = []
+    orig = shards_mod.count_lines
+    monkeypatch.setattr(shards_mod, "count_lines", lambda p: counted.append(Path(p).name) or orig(p))
+    _copy_inputs(built, tmp_path / "with")  # raw/ includes manifest.json
+    assert tokenize_to_shards(CFG, tmp_path / "with")["splits"] == read_json(built / "shards" / "index.json")["splits"]
+    assert counted == []  # no extra pass over the raw files
+    _copy_inputs(built, tmp_path / "stale")
+    man = read_json(built / "raw" / "manifest.json")
+    man["train"]["sha256"] = "0" * 64  # describes another train.jsonl: its count must not be trusted
+    (tmp_path / "stale" / "raw" / "manifest.json").write_text(json.dumps(man))
+    assert tokenize_to_shards(CFG, tmp_path / "stale")["splits"] == read_json(built / "shards" / "index.json")["splits"]
+    assert counted == ["train.jsonl"]
+
+
+def test_prepare_hashes_each_raw_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathmoe.audit import hashing
+    from pathmoe.data import fingerprint as fp_mod
+
+    hashed = []
+    orig = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p, *a: hashed.append(Path(p).name) or orig(p, *a))
+    monkeypatch.setattr(fp_mod, "_RAW_HASHES", hashing.HashCache())
+    prepare_dataset(CFG, tmp_path)  # fresh build: fetch's manifest, tokenizer stamp, shard fingerprint
+    prepare_dataset(CFG, tmp_path)  # no-op rerun in the same process
+    assert sorted(hashed) == ["train.jsonl", "val.jsonl"]

@@ -90,7 +90,8 @@ def _scores(ckpt: Path, smoke: dict) -> dict[tuple[str, str], float]:
     from pathmoe.eval.checkpoint import load_checkpoint
 
     model, tok = load_checkpoint(ckpt, "cpu")
-    rows = run_tasks(model, tok, ["offline_mc", "offline_cloze"], batch_size=32, include_path=smoke["tasks"])
+    rows = run_tasks(model, tok, ["offline_mc", "offline_next", "offline_cloze"], batch_size=32,
+                     include_path=smoke["tasks"])
     return {(r["task"], r["metric"]): r["value"] for r in rows}
 
 
@@ -107,6 +108,13 @@ def test_offline_tasks_untrained_at_chance_trained_clearly_above(smoke):
     assert trained[("offline_mc", "acc")] >= chance + 0.15
     assert trained[("offline_cloze", "acc")] > untrained[("offline_cloze", "acc")]
     assert trained[("offline_cloze", "perplexity")] < untrained[("offline_cloze", "perplexity")] / 10
+    # offline_next (the embedded default's selection task) runs as a 4-way multiple choice; its
+    # distractors are fluent sentences of other stories, so nothing but the context gives the gold
+    # away: an untrained model stays at chance. (This tiny model does not learn it either.)
+    for scores in (untrained, trained):
+        assert 0.0 <= scores[("offline_next", "acc")] <= 1.0 and 0.0 <= scores[("offline_next", "acc_norm")] <= 1.0
+    assert abs(untrained[("offline_next", "acc_norm")] - chance) <= 0.1
+    assert abs(untrained[("offline_next", "acc")] - chance) <= 0.1
 
 
 class _ZeroLogits(torch.nn.Module):
@@ -119,6 +127,16 @@ class _ZeroLogits(torch.nn.Module):
 
     def forward(self, input_ids):
         return type("Out", (), {"logits": torch.zeros(*input_ids.shape, self.vocab_size) + 0 * self.dummy})()
+
+
+def test_load_checkpoint_loads_the_tokenizer_once(smoke, monkeypatch):
+    from pathmoe.eval import checkpoint
+
+    loads = []
+    real = checkpoint.load_tokenizer_for
+    monkeypatch.setattr(checkpoint, "load_tokenizer_for", lambda *a: loads.append(a) or real(*a))
+    _, tok = checkpoint.load_checkpoint(smoke["trained"], "cpu")
+    assert len(loads) == 1 and len(tok) == len(smoke["tokenizer"])
 
 
 def test_validation_perplexity_closed_forms(smoke):
@@ -198,6 +216,41 @@ def test_evaluate_run_records_selection_and_resume(smoke, monkeypatch):
     assert len(pd.read_csv(merged)) == 2 * len(again)
 
 
+def test_cache_is_redone_for_new_weights_or_settings(smoke, monkeypatch):
+    """A step's cached rows belong to the export and eval settings that produced them: a retrained
+    export at the same step, or an edited setting that changes scores, is evaluated again;
+    settings that only change speed (batch_size, device) keep the cache."""
+    cfg = _make_run(smoke, "stale", {10: "untrained", 20: "trained"})
+    run_dir = Path(cfg["run_dir"])
+    calls: list[str] = []
+
+    def fake_evaluate(ckpt, *_):  # the numbers do not matter here, only which exports get scored
+        calls.append(ckpt.name)
+        return [{"task": "val_ppl", "metric": "ppl", "value": float(len(calls)), "stderr": math.nan},
+                {"task": "offline_mc", "metric": "acc_norm", "value": 0.5, "stderr": 0.01},
+                {"task": "offline_cloze", "metric": "acc", "value": 0.1, "stderr": 0.01}]
+
+    def ppl_of_step_10() -> float:
+        records = pd.read_csv(run_dir / "eval" / "records.csv")
+        return records[(records["task"] == "val_ppl") & (records["step"] == 10)]["value"].item()
+
+    monkeypatch.setattr(run_mod, "evaluate_checkpoint", fake_evaluate)
+    evaluate_run(cfg)
+    assert calls == ["step_10", "step_20"] and ppl_of_step_10() == 1.0
+    evaluate_run({**cfg, "eval": {**cfg["eval"], "batch_size": 7}})  # speed only: cached
+    assert calls == ["step_10", "step_20"]
+
+    shutil.rmtree(run_dir / "hf" / "step_10")  # retrained: same step, same size, other weights
+    shutil.copytree(smoke["trained"], run_dir / "hf" / "step_10")
+    evaluate_run(cfg)
+    assert calls[2:] == ["step_10"] and ppl_of_step_10() == 3.0  # the new model's number, not the old one
+
+    evaluate_run({**cfg, "eval": {**cfg["eval"], "ppl_tokens": 4 * SEQ_LEN}})
+    assert calls[3:] == ["step_10", "step_20"]
+    evaluate_run({**cfg, "eval": {**cfg["eval"], "ppl_tokens": 4 * SEQ_LEN, "offline_seed": 7}})
+    assert calls[5:] == ["step_10", "step_20"]
+
+
 def test_cli_run_and_ppl(smoke, capsys):
     from pathmoe.cli import main
 
@@ -217,6 +270,7 @@ def test_cli_run_and_ppl(smoke, capsys):
     ("no_config", "missing config.json"),
     ("unknown_task", "unknown task"),
     ("vocab", "does not match vocab_size"),
+    ("no_shards", "no shard index"),
 ])
 def test_bad_input_fails_in_one_line_and_writes_nothing(smoke, breakage, match):
     cfg = _make_run(smoke, f"bad_{breakage}", {10: "trained", 20: "trained"})
@@ -231,6 +285,8 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(smoke, breakage, match):
         conf = json.loads((ckpt / "config.json").read_text())
         conf["vocab_size"] = 4096
         (ckpt / "config.json").write_text(json.dumps(conf))
+    elif breakage == "no_shards":
+        cfg["data_dir"] = str(Path(cfg["run_dir"]) / "no_data")
     with pytest.raises((ValueError, FileNotFoundError), match=match) as err:
         evaluate_run(cfg)
     assert "\n" not in str(err.value)

@@ -13,7 +13,8 @@ import pytest
 from pathmoe.data import generate_documents
 from pathmoe.eval import PAPER_METRICS, RECORD_COLUMNS, build_offline_tasks, collect_records, select_checkpoint
 from pathmoe.eval.harness import _parse_results
-from pathmoe.eval.metrics import EXTRA_16B_TASKS, ZERO_SHOT_TASKS
+from pathmoe.eval.metrics import EXTRA_16B_TASKS, OFFLINE_TASKS, ZERO_SHOT_TASKS
+from pathmoe.eval.offline import MAX_CONTEXT_WORDS, split_sentences
 from pathmoe.eval.records import write_csv
 from pathmoe.eval.run import eval_settings
 
@@ -37,7 +38,8 @@ def data_dir(tmp_path: Path) -> Path:
 def test_offline_tasks_are_deterministic_and_well_formed(data_dir: Path, tmp_path: Path):
     a = build_offline_tasks(data_dir, tmp_path / "a", seed=7, n_examples=50)
     b = build_offline_tasks(data_dir, tmp_path / "b", seed=7, n_examples=50)
-    for name in ("offline_mc", "offline_cloze"):
+    assert sorted(p.name for p in a.iterdir()) == sorted(f"{t}.{ext}" for t in OFFLINE_TASKS for ext in ("jsonl", "yaml"))
+    for name in OFFLINE_TASKS:
         assert (a / f"{name}.jsonl").read_bytes() == (b / f"{name}.jsonl").read_bytes()
         # lm-eval resolves data_files against the cwd: the YAML must hold an absolute path.
         assert f'"{a / name}.jsonl"' in (a / f"{name}.yaml").read_text()
@@ -52,7 +54,28 @@ def test_offline_tasks_are_deterministic_and_well_formed(data_dir: Path, tmp_pat
     cloze = [json.loads(line) for line in (a / "offline_cloze.jsonl").read_text().splitlines()]
     assert len(cloze) == 50 and all(r["target"].isalpha() or "-" in r["target"] or "'" in r["target"] for r in cloze)
     c = build_offline_tasks(data_dir, tmp_path / "c", seed=8, n_examples=50)
-    assert (c / "offline_mc.jsonl").read_bytes() != (a / "offline_mc.jsonl").read_bytes()
+    for name in OFFLINE_TASKS:
+        assert (c / f"{name}.jsonl").read_bytes() != (a / f"{name}.jsonl").read_bytes()
+
+
+def test_offline_next_distractors_are_other_stories_same_sentence(data_dir: Path, tmp_path: Path):
+    """Gold = sentence i of the context's own story; distractors = sentence i of three other stories."""
+    docs = [split_sentences(json.loads(line)["text"]) for line in (data_dir / "raw" / "val.jsonl").read_text().splitlines()]
+    out = build_offline_tasks(data_dir, tmp_path / "t", seed=7, n_examples=50)
+    rows = [json.loads(line) for line in (out / "offline_next.jsonl").read_text().splitlines()]
+    assert len(rows) == 50
+    for row in rows:
+        assert len(row["choices"]) == 4 and len(set(row["choices"])) == 4
+        gold = row["choices"][row["label"]]
+        # the story and position the context was cut from: its tail words end right before `gold`
+        sites = [(d, i) for d, sents in enumerate(docs) for i in range(1, len(sents))
+                 if sents[i] == gold and " ".join(" ".join(sents[:i]).split()[-MAX_CONTEXT_WORDS:]) == row["context"]]
+        assert sites, row["context"][-80:]
+        d, i = sites[0]
+        for other in (c for k, c in enumerate(row["choices"]) if k != row["label"]):
+            assert any(o != d and len(docs[o]) > i and docs[o][i] == other for o in range(len(docs))), other
+    assert {r["label"] for r in rows} == {0, 1, 2, 3}
+    assert len({(r["context"], r["label"]) for r in rows}) == 50  # 50 different sites, no repeats
 
 
 def test_offline_tasks_bad_input(tmp_path: Path):
@@ -151,3 +174,28 @@ def test_cuda_run_on_cpu_machine_fails_before_writing(tmp_path: Path):
     with pytest.raises(ValueError, match="no CUDA device"):
         evaluate_run(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_task_index_is_built_once_per_job(monkeypatch):
+    """check_tasks and run_tasks ask for lm-eval's index with different spellings; indexing the
+    ~15k task YAMLs takes seconds, so both must get the same cached TaskManager."""
+    import lm_eval.tasks
+
+    from pathmoe.eval import harness
+
+    built = []
+
+    class FakeTaskManager:
+        def __init__(self, include_path=None, include_defaults=True):
+            built.append((include_path, include_defaults))
+            self.all_tasks = ["piqa"]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeTaskManager)
+    harness._build_task_manager.cache_clear()
+    try:
+        harness.check_tasks(["piqa"])
+        assert harness.task_manager(None, include_defaults=True) is harness.task_manager(None)
+        assert harness.task_manager(include_path=None, include_defaults=True) is harness.task_manager(None, True)
+        assert built == [(None, True)]
+    finally:
+        harness._build_task_manager.cache_clear()  # never leave the fake in the cache

@@ -11,13 +11,14 @@ count; one worker encodes in-process on one thread.
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing as mp
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from pathmoe.data.sources import read_raw_documents
 
 _WORKER_TOKENIZER: Any = None
 
@@ -81,12 +82,6 @@ def count_lines(path: str | os.PathLike) -> int:
         return sum(1 for _ in f)
 
 
-def _texts_from(path: Path, start_doc: int) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for line in itertools.islice(f, start_doc, None):
-            yield json.loads(line)["text"]
-
-
 class TokenStream:
     """All tokens of a raw jsonl file (each document followed by EOS), from a cursor onwards."""
 
@@ -96,7 +91,7 @@ class TokenStream:
         self.dtype = dtype
         self.eos_id = eos_id
         self.progress = progress
-        self._docs = encoder.encode_stream(_texts_from(path, self.doc))
+        self._docs = encoder.encode_stream(itertools.islice(read_raw_documents(path), self.doc, None))
         self._pending = np.empty(0, dtype=dtype)  # rest of document self.doc
         self._offset = 0  # tokens of document self.doc already emitted
         if offset:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pathmoe.data.config import validate_dataset_config
 from pathmoe.data.encode import Encoder, TokenStream, count_lines
-from pathmoe.data.fingerprint import fingerprint
+from pathmoe.data.fingerprint import fingerprint, raw_sha256
 from pathmoe.data.tokenizer import tokenizer_meta
 from pathmoe.io import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -47,10 +47,22 @@ def shard_is_valid(path: Path, entry: dict[str, Any], itemsize: int) -> bool:
     return path.is_file() and path.stat().st_size == entry["num_tokens"] * itemsize and sha256_file(path) == entry["sha256"]
 
 
-def _build_split(split: str, raw_path: Path, sdir: Path, encoder: Encoder, meta: dict[str, Any], dtype: str,
-                 shard_tokens: int, previous: list[dict[str, Any]], save: Callable[[list[dict]], None]) -> list[dict]:
+def num_documents(raw_path: Path, sha256: str) -> int:
+    """Documents (= lines) of raw/<split>.jsonl: from raw/manifest.json when it describes this very
+    file (same sha256), which spares a full pass over it; otherwise counted."""
+    try:
+        entry = read_json(raw_path.parent / "manifest.json")[raw_path.stem]
+        if entry["sha256"] == sha256:
+            return int(entry["num_documents"])
+    except (OSError, KeyError, TypeError, ValueError):
+        pass
+    return count_lines(raw_path)
+
+
+def _build_split(split: str, raw_path: Path, n_docs: int, sdir: Path, encoder: Encoder, meta: dict[str, Any],
+                 dtype: str, shard_tokens: int, previous: list[dict[str, Any]],
+                 save: Callable[[list[dict]], None]) -> list[dict]:
     """Shards of one split; reuses valid `previous` entries, rebuilds the rest from their cursors."""
-    n_docs = count_lines(raw_path)
     np_dtype = np.dtype(dtype).newbyteorder("<")
     entries: list[dict[str, Any]] = []
     cursor, stream = (0, 0), None
@@ -100,9 +112,10 @@ def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[
     tdir, sdir = _inputs(out)
     meta = tokenizer_meta(tdir)
     dtype = resolve_dtype(cfg["dtype"], meta["vocab_size"])
+    raw_sha = {s: raw_sha256(out / "raw" / f"{s}.jsonl") for s in SPLITS}
     fp = fingerprint({"tokenizer_sha256": sha256_file(tdir / "tokenizer.json"), "dtype": dtype,
                       "shard_tokens": cfg["shard_tokens"], "eos_id": meta["eos_id"],
-                      **{f"{s}_sha256": sha256_file(out / "raw" / f"{s}.jsonl") for s in SPLITS}})
+                      **{f"{s}_sha256": raw_sha[s] for s in SPLITS}})
     index: dict[str, Any] = {"dtype": dtype, "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"],
                              "tokenizer": meta["name"], "shard_tokens": cfg["shard_tokens"],
                              "fingerprint": fp, "splits": {}}
@@ -123,8 +136,10 @@ def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[
 
     with Encoder(tdir / "tokenizer.json", cfg["num_workers"]) as encoder:
         for split in SPLITS:
-            index["splits"][split] = _build_split(split, out / "raw" / f"{split}.jsonl", sdir, encoder, meta, dtype,
-                                                  cfg["shard_tokens"], previous.get(split, []), save_partial(split))
+            raw_path = out / "raw" / f"{split}.jsonl"
+            index["splits"][split] = _build_split(split, raw_path, num_documents(raw_path, raw_sha[split]), sdir, encoder,
+                                                  meta, dtype, cfg["shard_tokens"], previous.get(split, []),
+                                                  save_partial(split))
     index["num_tokens"] = {s: sum(e["num_tokens"] for e in index["splits"][s]) for s in SPLITS}
     if not (sdir / "index.json").is_file() or read_json(sdir / "index.json") != index:  # a no-op rerun leaves it untouched
         atomic_write_json(sdir / "index.json", index)

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from pathmoe.data.builtin_corpus import generate_documents
 from pathmoe.data.config import validate_dataset_config
-from pathmoe.data.fingerprint import fingerprint
-from pathmoe.io import atomic_path, atomic_write_json, read_json, sha256_file
+from pathmoe.data.fingerprint import fingerprint, raw_sha256
+from pathmoe.io import atomic_path, atomic_write_json, read_json
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
@@ -122,7 +122,7 @@ def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> bool:
     try:
         man = read_json(raw / "manifest.json")
         return man["fingerprint"] == raw_fingerprint(cfg) and all(
-            sha256_file(raw / f"{s}.jsonl") == man[s]["sha256"] for s in ("train", "val"))
+            raw_sha256(raw / f"{s}.jsonl") == man[s]["sha256"] for s in ("train", "val"))
     except (OSError, KeyError, ValueError):
         return False
 
@@ -159,8 +159,8 @@ def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     manifest = {
         "fingerprint": raw_fingerprint(cfg),
         "num_documents": n,
-        "train": {"file": "train.jsonl", "num_documents": n - n_val, "sha256": sha256_file(raw / "train.jsonl")},
-        "val": {"file": "val.jsonl", "num_documents": n_val, "sha256": sha256_file(raw / "val.jsonl")},
+        "train": {"file": "train.jsonl", "num_documents": n - n_val, "sha256": raw_sha256(raw / "train.jsonl")},
+        "val": {"file": "val.jsonl", "num_documents": n_val, "sha256": raw_sha256(raw / "val.jsonl")},
     }
     atomic_write_json(raw / "manifest.json", manifest)
     return manifest

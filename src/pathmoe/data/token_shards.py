@@ -17,7 +17,13 @@ from pathmoe.io import read_json, sha256_file
 
 
 class TokenShards:
-    """The tokens of one split (`train` or `val`) of a shards/ directory."""
+    """The tokens of one split (`train` or `val`) of a shards/ directory.
+
+    `verify=True` sha256-hashes every shard of the split on load, i.e. reads all of it (about 200 GB
+    for the FineWeb train split). `tokenize` already hashed each shard when it wrote or reused it,
+    so readers that open the split again and again (every training rank at every start) should
+    pass `verify=False`: sizes are still checked, which catches truncated or missing shards.
+    """
 
     def __init__(self, shards_dir: str | os.PathLike, split: str = "train", verify: bool = True):
         self.dir = Path(shards_dir)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pathmoe.data.config import validate_dataset_config
-from pathmoe.data.fingerprint import fingerprint
+from pathmoe.data.fingerprint import fingerprint, raw_sha256
 from pathmoe.data.sources import read_raw_documents
-from pathmoe.io import atomic_path, atomic_write_json, read_json, sha256_file
+from pathmoe.io import atomic_path, atomic_write_json, read_json
 
 EOT = "<|endoftext|>"
 BUILD_FILE = "pathmoe_build.json"  # our stamp inside the tokenizer dir; HF loaders ignore it
@@ -48,7 +48,7 @@ def _wrap(tok: Any) -> Any:
 def _fingerprint(cfg: dict[str, Any], out_dir: Path) -> str:
     tok_cfg = cfg["tokenizer"]
     if tok_cfg["kind"] == "bpe":
-        return fingerprint({"tokenizer": tok_cfg, "train_sha256": sha256_file(out_dir / "raw" / "train.jsonl")})
+        return fingerprint({"tokenizer": tok_cfg, "train_sha256": raw_sha256(out_dir / "raw" / "train.jsonl")})
     return fingerprint({"tokenizer": tok_cfg})
 
 

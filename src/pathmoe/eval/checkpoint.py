@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,6 +51,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def eval_dtype(device: torch.device, bf16: bool) -> torch.dtype:
+    """bf16 weights only for a bf16-trained run on CUDA; fp32 otherwise (CPU bf16 is slow and lossy)."""
+    return torch.bfloat16 if (bf16 and device.type == "cuda") else torch.float32
+
+
 def load_tokenizer_for(ckpt: Path, fallback_dir: Path | None = None):
     """The export's own tokenizer files, else the dataset's tokenizer directory."""
     from pathmoe.data import load_tokenizer
@@ -68,26 +74,33 @@ def check_vocab(tokenizer, vocab_size: int, where: Path) -> None:
                          f"of checkpoint {where}")
 
 
-def check_export(ckpt_dir: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
-    """Complete files and a matching tokenizer, checked without loading any weights."""
+def _checked_export(ckpt_dir: str | Path, tokenizer_dir: str | Path | None) -> tuple[Path, Any]:
+    """The export directory and its tokenizer, after checking its files and vocabulary size."""
     ckpt = check_checkpoint(ckpt_dir)
     config = read_json(ckpt / "config.json")
     if "vocab_size" not in config:
         raise ValueError(f"{ckpt / 'config.json'}: missing key 'vocab_size'")
     tokenizer = load_tokenizer_for(ckpt, Path(tokenizer_dir) if tokenizer_dir else None)
     check_vocab(tokenizer, int(config["vocab_size"]), ckpt)
-    return ckpt
+    return ckpt, tokenizer
+
+
+def check_export(ckpt_dir: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
+    """Complete files and a matching tokenizer, checked without loading any weights."""
+    return _checked_export(ckpt_dir, tokenizer_dir)[0]
 
 
 def load_checkpoint(ckpt_dir: str | Path, device: str = "auto", bf16: bool = False,
                     tokenizer_dir: str | Path | None = None):
-    """`(model, tokenizer)` ready for evaluation: eval mode, on `device`, bf16 only on CUDA."""
-    ckpt = check_export(ckpt_dir, tokenizer_dir)
-    tokenizer = load_tokenizer_for(ckpt, Path(tokenizer_dir) if tokenizer_dir else None)
+    """`(model, tokenizer)` ready for evaluation: eval mode, on `device`, bf16 only on CUDA.
+
+    The tokenizer the checks used is the one returned: a Llama or NeoX fast tokenizer takes real
+    time to load, so it is loaded once per call.
+    """
+    ckpt, tokenizer = _checked_export(ckpt_dir, tokenizer_dir)
 
     from pathmoe.model import PathMoEForCausalLM
 
     dev = resolve_device(device)
-    dtype = torch.bfloat16 if (bf16 and dev.type == "cuda") else torch.float32
-    model = PathMoEForCausalLM.from_pretrained(str(ckpt), dtype=dtype).to(dev).eval()
+    model = PathMoEForCausalLM.from_pretrained(str(ckpt), dtype=eval_dtype(dev, bf16)).to(dev).eval()
     return model, tokenizer

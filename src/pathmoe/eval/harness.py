@@ -16,15 +16,24 @@ from pathmoe.eval.metrics import OFFLINE_TASKS
 
 
 @lru_cache(maxsize=4)
-def task_manager(include_path: str | None = None, include_defaults: bool = True):
-    """lm-eval's TaskManager, built once per arguments: indexing lm-eval's ~15k built-in task
-    YAMLs takes seconds, so offline-only evaluation skips them (`include_defaults=False`)."""
+def _build_task_manager(include_path: str | None, include_defaults: bool):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=include_path, include_defaults=include_defaults)
 
 
-def check_tasks(tasks: list[str], offline_dir: str | Path | None = None) -> None:
+def task_manager(include_path: str | None = None, include_defaults: bool = True):
+    """lm-eval's TaskManager, built once per arguments: indexing lm-eval's ~15k built-in task
+    YAMLs takes seconds, so offline-only evaluation skips them (`include_defaults=False`).
+
+    The cached builder always gets both arguments positionally: lru_cache keys on how a call is
+    spelled, so `task_manager(None)` and `task_manager(None, include_defaults=True)` would
+    otherwise index everything twice.
+    """
+    return _build_task_manager(include_path, include_defaults)
+
+
+def check_tasks(tasks: list[str]) -> None:
     """Every task must be an offline task or in lm-eval's local index (no network is touched)."""
     if not tasks:
         raise ValueError("eval.tasks is empty: list at least one task")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 # The paper (Sec. 4.1): "All results report accuracy; OpenBookQA, PIQA, ARC-Easy, and HellaSwag use
 # length-normalized accuracy". The 16B set (Sec. 4.2) adds MMLU, ARC-C, CommonsenseQA (accuracy) and
-# TriviaQA (5-shot exact match). The two offline tasks mirror HellaSwag (acc_norm) and LAMBADA (acc).
+# TriviaQA (5-shot exact match). The offline tasks mirror HellaSwag (offline_mc, offline_next: acc_norm)
+# and LAMBADA (offline_cloze: acc).
 PAPER_METRICS: dict[str, str] = {
     "arc_easy": "acc_norm",
     "boolq": "acc",

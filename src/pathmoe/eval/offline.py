@@ -1,13 +1,13 @@
 """Offline lm-eval tasks built from the held-out split, so the embedded default evaluates with no hub.
 
-Both tasks are real lm-eval YAML tasks over local jsonl files and run through the same harness
+All three tasks are real lm-eval YAML tasks over local jsonl files and run through the same harness
 as the paper's benchmarks; only their data is ours:
 
 - `offline_mc` (HellaSwag/PIQA style): context = the beginning of a held-out document up to a
   sentence boundary; choices = the real next sentence and three word-shuffled copies of it. The
   distractors hold exactly the same words (so the same unigram likelihood): only word order tells
   them apart, which even a tiny model learns in seconds while an untrained one cannot. Chance 1/4.
-- `offline_next` (HellaSwag style, harder): the same contexts, but the distractors are the
+- `offline_next` (HellaSwag style, harder): contexts built the same way, but the distractors are the
   sentences at the same position of other held-out stories. Built-in stories follow one arc with a
   fixed cast, so the distractors are fluent and on-stage; telling them apart needs the context
   (who, where, what happened), which graded models separate well below ceiling. Chance 1/4.
@@ -25,6 +25,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from pathmoe.data.sources import read_raw_documents
 from pathmoe.io import atomic_path, atomic_write_text
 
 N_CHOICES = 4
@@ -38,15 +39,7 @@ def read_documents(val_jsonl: Path) -> list[str]:
     """The held-out documents' texts, in file order."""
     if not val_jsonl.is_file():
         raise FileNotFoundError(f"held-out documents not found: {val_jsonl} (run the data stage first)")
-    docs = []
-    with open(val_jsonl) as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                obj = json.loads(line)
-                if not isinstance(obj.get("text"), str):
-                    raise ValueError(f"{val_jsonl}:{line_no}: missing string field 'text'")
-                docs.append(obj["text"])
-    return docs
+    return list(read_raw_documents(val_jsonl))
 
 
 def split_sentences(text: str) -> list[str]:

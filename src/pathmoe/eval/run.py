@@ -1,7 +1,10 @@
 """`evaluate_run`: every export of a run -> eval/step_<N>.csv -> eval/records.csv + selected.json.
 
 Resumable per checkpoint: each checkpoint's rows are cached atomically as eval/step_<N>.csv and
-skipped next time (a crash loses at most the checkpoint in flight). All inputs are validated before
+skipped next time (a crash loses at most the checkpoint in flight). A cache holds the key of what
+produced it (the export's files, the score-changing eval settings, the val data and offline task
+files) and is reused only under the same key: a retrained export or an edited eval setting is
+evaluated again instead of reporting the old model's numbers. All inputs are validated before
 anything is written, so bad input leaves no partial output.
 """
 
@@ -13,9 +16,10 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pathmoe.eval.checkpoint import check_export, list_exports, load_checkpoint, resolve_device
+from pathmoe.audit.hashing import config_hash, hash_path
+from pathmoe.eval.checkpoint import check_export, eval_dtype, list_exports, load_checkpoint, resolve_device
 from pathmoe.eval.harness import check_tasks, run_tasks
-from pathmoe.eval.metrics import NON_TASK_ROWS, OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
+from pathmoe.eval.metrics import OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
 from pathmoe.eval.offline import build_offline_tasks
 from pathmoe.eval.perplexity import validation_perplexity
 from pathmoe.eval.records import RUN_KEYS, select_checkpoint, to_frame, training_rows, write_csv
@@ -25,6 +29,10 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "tasks": list(OFFLINE_TASKS), "curve_tasks": [], "num_fewshot": {}, "batch_size": 16, "limit": None,
     "device": "auto", "ppl_tokens": 50000, "offline_examples": 200, "offline_seed": 1234,
 }
+# The eval settings that change a checkpoint's numbers (device and batch_size only change speed;
+# the device's effect on the weights' dtype enters the cache key as `dtype`).
+SCORE_KEYS = ("all_tasks", "num_fewshot", "limit", "ppl_tokens", "offline_examples", "offline_seed")
+CACHE_KEY = "cache_key"  # extra column of eval/step_<N>.csv; records.csv keeps RECORD_COLUMNS only
 
 
 def load_run_config(run_config: dict | str | Path) -> dict:
@@ -74,12 +82,43 @@ def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | Non
     return rows
 
 
-def _cached(path: Path, tasks: list[str]) -> pd.DataFrame | None:
-    """A step's cached rows, if they cover exactly the current task list (else re-evaluate)."""
+def settings_key(cfg: dict, ev: dict) -> dict:
+    """Everything but the export and the offline task files that a checkpoint's rows depend on.
+
+    The val shards' index.json stands for the data: its fingerprint covers the raw files and the
+    tokenizer, its entries every shard's sha256.
+    """
+    index = Path(cfg["data_dir"]) / "shards" / "index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"no shard index {index}; run `pathmoe data tokenize` first")
+    bf16 = cfg["train"].get("precision") == "bf16"
+    return {
+        "eval": {k: sorted(ev[k]) if k == "all_tasks" else ev[k] for k in SCORE_KEYS},
+        "seq_len": int(cfg["train"]["seq_len"]),
+        "dtype": str(eval_dtype(resolve_device(ev["device"]), bf16)),
+        "shards_index": config_hash(read_json(index)),
+    }
+
+
+def export_key(ckpt: Path) -> list[list]:
+    """Name, size and mtime_ns of every file of an export.
+
+    Training rewrites every file of a re-made export, so a retrained checkpoint never matches an
+    old cache; reading the stat instead of the content spares hashing multi-GB weights on every
+    rerun. A copy that does not keep mtimes only costs a re-evaluation.
+    """
+    stats = [(p.name, p.stat()) for p in sorted(ckpt.iterdir()) if p.is_file()]
+    return [[name, st.st_size, st.st_mtime_ns] for name, st in stats]
+
+
+def _cached(path: Path, key: str) -> pd.DataFrame | None:
+    """A step's cached rows, if they were produced under `key` (else re-evaluate)."""
     if not path.is_file():
         return None
-    frame = pd.read_csv(path)
-    return frame if set(frame["task"]) == {VAL_PPL, *tasks} else None
+    frame = pd.read_csv(path, dtype={CACHE_KEY: str})
+    if CACHE_KEY not in frame.columns or not (frame[CACHE_KEY] == key).all():
+        return None
+    return frame[list(RECORD_COLUMNS)]
 
 
 def evaluate_run(run_config: dict | str | Path) -> Path:
@@ -95,24 +134,26 @@ def evaluate_run(run_config: dict | str | Path) -> Path:
     for _, ckpt in exports:
         check_export(ckpt, Path(cfg["data_dir"]) / "tokenizer")
     train_rows = training_rows(run_dir)  # validates train_summary.json before anything is written
+    settings = settings_key(cfg, ev)
 
     eval_dir = run_dir / "eval"
     offline_dir = None
     if any(t in OFFLINE_TASKS for t in ev["all_tasks"]):
         offline_dir = build_offline_tasks(cfg["data_dir"], eval_dir / "offline_tasks",
                                           seed=ev["offline_seed"], n_examples=ev["offline_examples"])
+        settings["offline_tasks"] = hash_path(offline_dir)["sha256"]  # task data + YAMLs, by content
     frames = []
     for step, ckpt in tqdm(exports, desc=f"eval {cfg['run']}"):
         cache = eval_dir / f"step_{step}.csv"
-        frame = _cached(cache, ev["all_tasks"])
+        key = config_hash({"settings": settings, "export": export_key(ckpt)})
+        frame = _cached(cache, key)
         if frame is None:
             frame = to_frame(evaluate_checkpoint(ckpt, cfg, ev, offline_dir), cfg, step)
-            write_csv(frame, cache)
+            write_csv(frame.assign(**{CACHE_KEY: key}), cache)
         frames.append(frame)
     if train_rows is not None:
         frames.append(to_frame(train_rows[1], cfg, train_rows[0]))
     records = pd.concat(frames, ignore_index=True)[list(RECORD_COLUMNS)]
     out = write_csv(records, eval_dir / "records.csv")
-    selection_rows = records[records["task"].isin([*ev["tasks"], *NON_TASK_ROWS])]
-    atomic_write_json(eval_dir / "selected.json", select_checkpoint(selection_rows, run_dir))
+    atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], run_dir))
     return out
