@@ -41,16 +41,15 @@ def stage_gpus(run, stage):
     return res["gpus"] * res["nodes"]
 
 
-def stage_resource(stage, key, default=None):
+def stage_resource(stage, key):
     """One SLURM resource of `stage` (train/eval/analysis) for a run, from its scale's config.
     pathmoe.config resolves every stage's gpus, nodes, CPU count, mem_mb and runtime
-    (RESOURCE_DEFAULTS), so `default` applies only to a key it does not resolve.
-    `gpu` is the job's total (stage_gpus)."""
+    (RESOURCE_DEFAULTS, the one set of defaults). `gpu` is the job's total (stage_gpus)."""
 
     def resource(wildcards):
         if key == "gpu":
             return stage_gpus(wildcards.run, stage)
-        return EXP.runs[wildcards.run].resources[stage].get(key, default)
+        return EXP.runs[wildcards.run].resources[stage][key]
 
     return resource
 

@@ -24,10 +24,10 @@ rule eval:
         records=f"{OUT}/runs/{{run}}/eval/records.csv",
         selected=f"{OUT}/runs/{{run}}/eval/selected.json",
     resources:
-        gpu=stage_resource("eval", "gpu", 0),
-        cpus_per_gpu=stage_resource("eval", "cpus", 8),
-        mem_mb=stage_resource("eval", "mem_mb", 8000),
-        runtime=stage_resource("eval", "runtime", 60),
+        gpu=stage_resource("eval", "gpu"),
+        cpus_per_gpu=stage_resource("eval", "cpus"),
+        mem_mb=stage_resource("eval", "mem_mb"),
+        runtime=stage_resource("eval", "runtime"),
     log:
         f"{OUT}/runs/{{run}}/eval.log",
     shell:

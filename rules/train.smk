@@ -2,7 +2,6 @@
 
 localrules: run_config
 
-from pathmoe.eval.metrics import OFFLINE_TASKS
 
 
 rule run_config:

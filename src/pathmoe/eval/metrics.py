@@ -1,7 +1,8 @@
 """Which number of each task the paper reports: the single place that maps task -> metric.
 
-Tables, model selection and the report all read accuracy through `paper_metric`, so a task can
-never be averaged with the wrong one of lm-eval's several metrics (acc vs acc_norm).
+Model selection reads accuracy through `paper_metric`, and the report spec rejects a table column
+whose metric differs from it (pathmoe.report.spec), so a task is never selected on one of lm-eval's
+metrics and tabled on another (acc vs acc_norm).
 """
 
 from __future__ import annotations

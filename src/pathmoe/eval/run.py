@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pathmoe.audit.hashing import config_hash, hash_path
+from pathmoe.config import EVAL_DEFAULTS  # one set of eval defaults, shared with the config loader
 from pathmoe.eval.checkpoint import check_export, eval_dtype, list_exports, load_checkpoint, resolve_device
 from pathmoe.eval.harness import check_tasks, run_tasks
 from pathmoe.eval.metrics import OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
@@ -25,10 +26,6 @@ from pathmoe.eval.perplexity import validation_perplexity
 from pathmoe.eval.records import RUN_KEYS, select_checkpoint, to_frame, training_rows, write_csv
 from pathmoe.io import atomic_write_json, read_json
 
-EVAL_DEFAULTS: dict[str, Any] = {
-    "tasks": list(OFFLINE_TASKS), "curve_tasks": [], "num_fewshot": {}, "batch_size": 16, "limit": None,
-    "device": "auto", "ppl_tokens": 50000, "offline_examples": 200, "offline_seed": 1234,
-}
 # The eval settings that change a checkpoint's numbers (device and batch_size only change speed;
 # the device's effect on the weights' dtype enters the cache key as `dtype`).
 SCORE_KEYS = ("all_tasks", "num_fewshot", "limit", "ppl_tokens", "offline_examples", "offline_seed")

@@ -194,7 +194,9 @@ def _build_engine(rc: dict[str, Any], spec: TrainSpec, ds_config: dict[str, Any]
 
     from pathmoe.data import TokenShards
 
-    train_tokens = TokenShards(Path(rc["data_dir"]) / "shards", "train")
+    # Sizes are checked; the sha256 of every shard was verified when `tokenize` wrote or reused it,
+    # and re-hashing a ~200 GB split on every rank at every (re)start would delay step 1 by minutes.
+    train_tokens = TokenShards(Path(rc["data_dir"]) / "shards", "train", verify=False)
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     _seed_all(int(rc.get("seed", 0)))  # the model's initial weights are a function of the seed
