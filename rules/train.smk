@@ -1,25 +1,39 @@
 # Training: one job per run (variant x scale x dataset x seed), through DeepSpeed.
 
-localrules: run_config
+localrules: run_config, train_config
 
+
+
+# plain shell, not a `run:` block: a Python job would re-import the workflow (seconds each)
+WRITE_SPEC = "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
 
 
 rule run_config:
-    """The resolved run spec (docs/ARCHITECTURE.md); rewritten only when the run's config changes,
-    so editing one run's config retrains that run and nothing else."""
+    """The resolved run spec (docs/ARCHITECTURE.md) that eval and the analyses read; rewritten only
+    when the run's config changes, so an edit reruns that run's stages and nothing else."""
     output:
         f"{OUT}/runs/{{run}}/run_config.json",
     params:
         spec=lambda wc: json.dumps(EXP.run_config(wc.run), indent=2, sort_keys=True),
     shell:
-        # plain shell, not a `run:` block: a Python job would re-import the workflow (seconds each)
-        "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
+        WRITE_SPEC
+
+
+rule train_config:
+    """The run spec minus eval/analysis settings (Experiment.train_config): the train job's input, so
+    an eval- or analysis-only edit reruns those stages and leaves trained runs alone."""
+    output:
+        f"{OUT}/runs/{{run}}/train_config.json",
+    params:
+        spec=lambda wc: json.dumps(EXP.train_config(wc.run), indent=2, sort_keys=True),
+    shell:
+        WRITE_SPEC
 
 
 def train_inputs(wildcards):
     spec = EXP.runs[wildcards.run]
     inputs = {
-        "cfg": f"{OUT}/runs/{wildcards.run}/run_config.json",
+        "cfg": f"{OUT}/runs/{wildcards.run}/train_config.json",
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
         "tokenizer": f"{OUT}/data/{spec.dataset}/tokenizer",
     }

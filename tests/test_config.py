@@ -182,3 +182,15 @@ def test_config_commands_import_no_stage():
              "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'scipy', 'deepspeed') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_config_is_the_run_spec_without_post_training_settings():
+    """Training depends on train_config only: an eval/analysis edit must not change it (no retrain)."""
+    cfg = copy.deepcopy(DEFAULT)
+    before = load_experiment(copy.deepcopy(cfg))
+    cfg["eval"] = {**cfg.get("eval", {}), "batch_size": 7}
+    cfg["analysis"] = {**cfg.get("analysis", {}), "tokens": 1234}
+    after = load_experiment(cfg)
+    assert after.run_config("pathb4_s0") != before.run_config("pathb4_s0")
+    assert after.train_config("pathb4_s0") == before.train_config("pathb4_s0")
+    assert set(before.run_config("pathb4_s0")) - set(before.train_config("pathb4_s0")) == {"eval", "analysis"}

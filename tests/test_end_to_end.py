@@ -7,11 +7,13 @@ recorded in benchmarks/pipeline_cpu.md.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # minutes on 2 CPU cores: `pytest -m "not slow"` leaves it out
@@ -51,6 +53,20 @@ def test_rerun_redoes_nothing(workdir):
            "--configfile", str(ROOT / "tests/configs/e2e.yaml"), "-n", "all"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_an_eval_setting_edit_reevaluates_without_retraining(workdir):
+    cfg = yaml.safe_load((ROOT / "tests/configs/e2e.yaml").read_text())
+    cfg["eval"]["batch_size"] = 7
+    edited = workdir / "e2e_eval_edit.yaml"
+    edited.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(edited), "-n", "all"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    stats = res.stdout[res.stdout.index("Job stats:"):]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.M))
+    assert int(counts["eval"]) == 3 and "train" not in counts and "train_config" not in counts
 
 
 def test_audit_verifies_and_reexecutes_then_catches_a_changed_byte(workdir):

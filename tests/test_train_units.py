@@ -181,7 +181,8 @@ def test_state_of_a_different_run_spec_is_dropped(tmp_path):
     (tmp_path / "ds_ckpt").mkdir()
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     assert not reset_if_config_changed(tmp_path, rc)  # same spec: resume keeps the state
-    assert (tmp_path / "ds_ckpt").is_dir()
+    assert not reset_if_config_changed(tmp_path, {**rc, "eval": {"batch_size": 7}, "analysis": {"tokens": 9}})
+    assert (tmp_path / "ds_ckpt").is_dir()  # eval/analysis settings do not touch training state
     assert reset_if_config_changed(tmp_path, {"run": "r", "train": {"steps": 20}})  # edited spec
     assert not (tmp_path / "ds_ckpt").exists() and not (tmp_path / "metrics.jsonl").exists()
 

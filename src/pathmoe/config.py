@@ -44,6 +44,8 @@ RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
     "analysis": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
 }
+# Run-spec sections only the stages after training read (see Experiment.train_config).
+POST_TRAINING_KEYS = ("eval", "analysis")
 COST_DEFAULTS: dict[str, Any] = {"gpu_flops": 989e12, "mfu": 0.35}
 # `snakemake audit`: `pathmoe` stages whose deterministic jobs are not re-executed (paper configs
 # skip `data`: re-running it downloads and tokenizes the whole corpus again).
@@ -118,6 +120,14 @@ class Experiment:
 
     def run_config(self, run: str) -> dict:
         return self.runs[run].to_json(self.output_dir)
+
+    def train_config(self, run: str) -> dict:
+        """The run spec without its eval and analysis settings: what training depends on.
+
+        The train job reads this file, not run_config.json, so editing an eval or analysis setting
+        reruns evaluation and analyses but never retrains (and never resets a run's checkpoints).
+        """
+        return {k: v for k, v in self.run_config(run).items() if k not in POST_TRAINING_KEYS}
 
     def dataset_config(self, name: str) -> dict:
         return self.datasets[name]

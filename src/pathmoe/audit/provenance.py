@@ -22,7 +22,7 @@ from pathmoe.io import atomic_write_json, read_json
 SCHEMA = "pathmoe-provenance/1"
 # The resolved configs of docs/ARCHITECTURE.md: an input with one of these names is the job's
 # config when `--config` is not given, so wrapped Snakemake rules record config hash and seed.
-RESOLVED_CONFIG_NAMES = ("run_config.json", "dataset_config.json")
+RESOLVED_CONFIG_NAMES = ("run_config.json", "train_config.json", "dataset_config.json")
 PathLike = str | os.PathLike
 
 

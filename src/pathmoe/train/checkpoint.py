@@ -132,10 +132,12 @@ def reset_if_config_changed(run_dir: Path, run_config: dict[str, Any]) -> bool:
     The spec's hash is kept in `<run_dir>/state_hash`; returns True when old state was removed.
     """
     from pathmoe.audit.hashing import config_hash
+    from pathmoe.config import POST_TRAINING_KEYS
 
     run_dir = Path(run_dir)
     marker = run_dir / "state_hash"
-    current = config_hash(run_config)
+    # eval/analysis settings do not change what was trained, so they never reset a run
+    current = config_hash({k: v for k, v in run_config.items() if k not in POST_TRAINING_KEYS})
     stale = marker.is_file() and marker.read_text().strip() != current
     legacy = not marker.is_file() and (run_dir / "ds_ckpt").exists()
     if stale or legacy:

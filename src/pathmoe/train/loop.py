@@ -117,8 +117,8 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     ds_config = build_ds_config(spec, world)
     if rank == 0:
         reset_if_config_changed(run_dir, rc)
-        if not (run_dir / "run_config.json").exists():
-            atomic_write_json(run_dir / "run_config.json", rc)
+        if not (run_dir / "train_config.json").exists():  # a run started outside the DAG
+            atomic_write_json(run_dir / "train_config.json", rc)
     _barrier()
 
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
