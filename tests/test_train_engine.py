@@ -134,7 +134,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, mon
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")][-1] == 12
 
     monkeypatch.setattr(loop, "next_token_loss", real)  # the fix: resume from the good state
-    summary = train(run / "run_config.json")
+    summary = train(run / "train_config.json")  # written by the first start
     assert summary["resumed_from"] == 10 and np.isfinite(summary["final_loss"])
 
 
