@@ -9,7 +9,8 @@ RULE_ANALYSES = [kind for kind in TRACE_ANALYSES if kind != "top-paths"]
 
 
 def selected_checkpoint(selected_json):
-    """Shell snippet printing the checkpoint directory that model selection chose."""
+    """Shell snippet printing the checkpoint directory that model selection chose (`selected_json` is
+    a quoted placeholder; the command substitution's output is quoted as one word)."""
     return f'"$(pathmoe config get {selected_json} checkpoint)"'
 
 
@@ -31,9 +32,9 @@ rule traces:
         mem_mb=stage_resource("analysis", "mem_mb"),
         runtime=stage_resource("analysis", "runtime"),
     shell:
-        recorded("pathmoe analyze traces --checkpoint " + selected_checkpoint("{input.selected}")
-                 + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
-                 + " --batch-size {params.batch} --device {params.device} --out {output}")
+        recorded("pathmoe analyze traces --checkpoint " + selected_checkpoint("{input.selected:q}")
+                 + " --shards {params.shards_dir:q} --tokens {params.tokens:q} --seq-len {params.seq_len:q}"
+                 + " --batch-size {params.batch:q} --device {params.device:q} --out {output:q}")
 
 
 rule analyze_traces:
@@ -46,11 +47,11 @@ rule analyze_traces:
         kind="|".join(RULE_ANALYSES),
     params:
         # analysis.top_paths: how many frequent paths specialization.json lists (Fig 5 draws a prefix)
-        num_paths=lambda wc: (f" --num-paths {EXP.runs[wc.run].analysis['top_paths']}"
-                              if wc.kind == "specialization" else ""),
+        num_paths=lambda wc: (["--num-paths", str(EXP.runs[wc.run].analysis["top_paths"])]
+                              if wc.kind == "specialization" else []),
     shell:
-        recorded("pathmoe analyze {wildcards.kind} --traces {input.traces} --tokenizer {input.tokenizer}"
-                 "{params.num_paths} --out {output}", deterministic=True)
+        recorded("pathmoe analyze {wildcards.kind:q} --traces {input.traces:q} --tokenizer {input.tokenizer:q}"
+                 " {params.num_paths:q} --out {output:q}", deterministic=True)
 
 
 rule robustness:
@@ -60,7 +61,7 @@ rule robustness:
     output:
         f"{OUT}/runs/{{run}}/analysis/robustness.json",
     params:
-        p=lambda wc: " ".join(map(str, EXP.runs[wc.run].analysis["permute_p"])),
+        p=lambda wc: [str(p) for p in EXP.runs[wc.run].analysis["permute_p"]],
         tokens=lambda wc: EXP.runs[wc.run].analysis["tokens"],
         seq_len=lambda wc: EXP.runs[wc.run].analysis["seq_len"],
         batch=lambda wc: EXP.runs[wc.run].analysis["batch_size"],
@@ -72,6 +73,6 @@ rule robustness:
         mem_mb=stage_resource("analysis", "mem_mb"),
         runtime=stage_resource("analysis", "runtime"),
     shell:
-        recorded("pathmoe analyze robustness --checkpoint " + selected_checkpoint("{input.selected}")
-                 + " --shards {params.shards_dir} --tokens {params.tokens} --seq-len {params.seq_len}"
-                 + " --batch-size {params.batch} --device {params.device} --p {params.p} --out {output}")
+        recorded("pathmoe analyze robustness --checkpoint " + selected_checkpoint("{input.selected:q}")
+                 + " --shards {params.shards_dir:q} --tokens {params.tokens:q} --seq-len {params.seq_len:q}"
+                 + " --batch-size {params.batch:q} --device {params.device:q} --p {params.p:q} --out {output:q}")

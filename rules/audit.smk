@@ -17,6 +17,7 @@ rule audit:
     log:
         f"{OUT}/audit/audit.md",
     params:
-        skip=" ".join(f"--reexec-skip-stage {stage}" for stage in EXP.audit["reexec_skip_stages"]),
+        dirs=[OUT, REPORTS],
+        skip=[arg for stage in EXP.audit["reexec_skip_stages"] for arg in ("--reexec-skip-stage", stage)],
     shell:
-        "pathmoe audit verify " + OUT + " " + REPORTS + " --reexec {params.skip} --out {log} --json {output}"
+        "pathmoe audit verify {params.dirs:q} --reexec {params.skip:q} --out {log:q} --json {output:q}"

@@ -4,7 +4,7 @@ import re
 import sys
 from pathlib import Path
 
-from pathmoe.config import ConfigError, load_experiment
+from pathmoe.config import ConfigError, check_report_owner, load_experiment
 
 # The embedded default applies only when no --configfile names an experiment: Snakemake would
 # otherwise merge the two (a paper config would inherit the default's runs). `--config` values
@@ -13,6 +13,7 @@ PLAN = config.pop("plan", False)
 try:
     EXP = (load_experiment(config) if "name" in config
            else load_experiment(Path(workflow.basedir) / "configs" / "default.yaml", config))
+    check_report_owner(EXP)  # another experiment's reports are never overwritten
 except ConfigError as exc:
     sys.exit(f"pathmoe: bad config: {exc}")
 
@@ -54,7 +55,12 @@ def stage_resource(stage, key):
     return resource
 
 
+# Shell commands: every value goes through a `{...:q}` placeholder (quoted by Snakemake), never
+# pasted into the command string; tests/test_integrity.py checks every rule for it.
+WRITE_SPEC = "printf '%s\\n' {params.spec:q} > {output:q}.tmp && mv {output:q}.tmp {output:q}"
+
+
 def recorded(cmd, deterministic=False):
     """Wrap a stage command so its outputs get provenance records (pathmoe audit record)."""
     flag = " --deterministic" if deterministic else ""
-    return f"pathmoe audit record{flag} --inputs {{input}} --outputs {{output}} -- {cmd}"
+    return f"pathmoe audit record{flag} --inputs {{input:q}} --outputs {{output:q}} -- {cmd}"

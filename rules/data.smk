@@ -12,7 +12,7 @@ rule dataset_config:
         spec=lambda wc: json.dumps(EXP.dataset_config(wc.dataset), indent=2, sort_keys=True),
     shell:
         # plain shell, not a `run:` block: a Python job would re-import the workflow (seconds each)
-        "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
+        WRITE_SPEC
 
 
 rule fetch_documents:
@@ -21,11 +21,12 @@ rule fetch_documents:
     output:
         train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
         val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+    params:
+        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
     resources:
         runtime=600,
     shell:
-        recorded("pathmoe data fetch --dataset-config {input} --out " + OUT + "/data/{wildcards.dataset}",
-                 deterministic=True)
+        recorded("pathmoe data fetch --dataset-config {input:q} --out {params.data_dir:q}", deterministic=True)
 
 
 rule build_tokenizer:
@@ -34,9 +35,10 @@ rule build_tokenizer:
         train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
     output:
         directory(f"{OUT}/data/{{dataset}}/tokenizer"),
+    params:
+        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
     shell:
-        recorded("pathmoe data tokenizer --dataset-config {input.cfg} --out " + OUT + "/data/{wildcards.dataset}",
-                 deterministic=True)
+        recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.data_dir:q}", deterministic=True)
 
 
 rule tokenize:
@@ -51,9 +53,10 @@ rule tokenize:
     # caps threads at --cores (for a SLURM submission: the submit host's cores), which is why the
     # SLURM profile still states tokenize's cpus_per_task itself.
     threads: lambda wc: EXP.dataset_config(wc.dataset)["num_workers"]
+    params:
+        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
     resources:
         runtime=1440,
     shell:
-        recorded("pathmoe data tokenize --dataset-config {input.cfg} --out " + OUT + "/data/{wildcards.dataset}",
-                 deterministic=True)
+        recorded("pathmoe data tokenize --dataset-config {input.cfg:q} --out {params.data_dir:q}", deterministic=True)
 

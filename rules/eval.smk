@@ -31,7 +31,7 @@ rule eval:
     log:
         f"{OUT}/runs/{{run}}/eval.log",
     shell:
-        recorded("pathmoe eval run --run-config {input.cfg}") + " > {log} 2>&1"
+        recorded("pathmoe eval run --run-config {input.cfg:q}") + " > {log:q} 2>&1"
 
 
 rule collect_records:
@@ -43,4 +43,4 @@ rule collect_records:
     params:
         run_dirs=[f"{OUT}/runs/{run}" for run in RUNS],
     shell:
-        recorded("pathmoe eval collect --runs {params.run_dirs} --out {output}", deterministic=True)
+        recorded("pathmoe eval collect --runs {params.run_dirs:q} --out {output:q}", deterministic=True)

@@ -1,6 +1,7 @@
 # Reports: every table and figure of the paper (LaTeX + JSON + comparison with the paper's
 # numbers; PDF + PNG figures) and one document gathering them. Each artifact depends only on the
 # runs and analyses it shows, so `snakemake reports/tables/table1.tex` trains only Table 1's runs.
+from pathmoe.config import REPORT_OWNER_FILE, report_owner
 from pathmoe.report import FIGURES, TABLES, TABLES_WITH_REFERENCE
 
 localrules: report_spec
@@ -54,18 +55,23 @@ def figure_inputs(wildcards):
 
 
 def records_arg(wildcards, input):
-    return ("--records " + " ".join(input.records)) if input.records else ""
+    return ["--records", *input.records] if input.records else []
 
 
 rule report_spec:
-    """The parsed `report:` section; rewritten only when it changes."""
+    """The parsed `report:` section; rewritten only when it changes. Beside it, the report
+    directory's owner (`<report_dir>/experiment.json`): the Snakefile refuses to start another
+    experiment whose report_dir holds it (pathmoe.config.check_report_owner)."""
     output:
-        SPEC,
+        spec=SPEC,
+        owner=f"{REPORTS}/{REPORT_OWNER_FILE}",
     params:
         spec=lambda wc: EXP.report.to_json(),
+        owner=json.dumps(report_owner(EXP), sort_keys=True),
     shell:
         # plain shell, not a `run:` block: a Python job would re-import the workflow (seconds each)
-        "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
+        "printf '%s\\n' {params.spec:q} > {output.spec:q}.tmp && mv {output.spec:q}.tmp {output.spec:q}"
+        " && printf '%s\\n' {params.owner:q} > {output.owner:q}.tmp && mv {output.owner:q}.tmp {output.owner:q}"
 
 
 rule table_with_reference:
@@ -79,9 +85,11 @@ rule table_with_reference:
         name="|".join(TABLES_WITH_REFERENCE),
     params:
         records=records_arg,
+        runs_dir=f"{OUT}/runs",
+        out_dir=f"{REPORTS}/tables",
     shell:
-        recorded("pathmoe report table {wildcards.name} --spec {input.spec} {params.records}"
-                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/tables", deterministic=True)
+        recorded("pathmoe report table {wildcards.name:q} --spec {input.spec:q} {params.records:q}"
+                 " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}", deterministic=True)
 
 
 rule table_plain:
@@ -92,9 +100,12 @@ rule table_plain:
         json=f"{REPORTS}/tables/{{name}}.json",
     wildcard_constraints:
         name="|".join(t for t in TABLES if t not in TABLES_WITH_REFERENCE),
+    params:
+        runs_dir=f"{OUT}/runs",
+        out_dir=f"{REPORTS}/tables",
     shell:
-        recorded("pathmoe report table {wildcards.name} --spec {input.spec}"
-                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/tables", deterministic=True)
+        recorded("pathmoe report table {wildcards.name:q} --spec {input.spec:q}"
+                 " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}", deterministic=True)
 
 
 rule figure:
@@ -107,9 +118,11 @@ rule figure:
         name="|".join(FIGURES),
     params:
         records=records_arg,
+        runs_dir=f"{OUT}/runs",
+        out_dir=f"{REPORTS}/figures",
     shell:
-        recorded("pathmoe report figure {wildcards.name} --spec {input.spec} {params.records}"
-                 " --runs-dir " + OUT + "/runs --out-dir " + REPORTS + "/figures")
+        recorded("pathmoe report figure {wildcards.name:q} --spec {input.spec:q} {params.records:q}"
+                 " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}")
 
 
 def table_outputs(name):
@@ -130,8 +143,10 @@ rule document:
     output:
         tex=f"{REPORTS}/pathmoe_report.tex",
         summary=report(f"{REPORTS}/summary.md", category="Tables", caption="../docs/report_summary.rst"),
+    params:
+        out_dir=REPORTS,
     shell:
-        recorded("pathmoe report document --spec {input.spec} --out-dir " + REPORTS, deterministic=True)
+        recorded("pathmoe report document --spec {input.spec:q} --out-dir {params.out_dir:q}", deterministic=True)
 
 
 rule all:

@@ -3,9 +3,8 @@
 localrules: run_config, train_config
 
 
-
-# plain shell, not a `run:` block: a Python job would re-import the workflow (seconds each)
-WRITE_SPEC = "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
+# run_config / train_config: plain shell (WRITE_SPEC, rules/common.smk), not a `run:` block: a
+# Python job would re-import the workflow (seconds each)
 
 
 rule run_config:
@@ -83,4 +82,5 @@ rule train:
     log:
         f"{OUT}/runs/{{run}}/train.log",
     shell:
-        recorded("{params.launcher} pathmoe train --run-config {input.cfg}") + " > {log} 2>&1"
+        # params.launcher is a fixed snippet built above from code, never from config values
+        recorded("{params.launcher} pathmoe train --run-config {input.cfg:q}") + " > {log:q} 2>&1"

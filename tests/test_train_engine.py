@@ -129,7 +129,8 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, mon
     with pytest.raises(NonFiniteLossError, match=r"at step 13;.*last good checkpoint: step_10"):
         train(run_config(run, tiny_data, train={"steps": 20, "ckpt_every": 5, "export_every": 100}))
     assert read_json(run / "ds_ckpt/complete.json")["tags"] == ["step_5", "step_10"]
-    assert sorted(p.name for p in (run / "ds_ckpt").iterdir()) == ["complete.json", "step_10", "step_5"]
+    assert sorted(p.name for p in (run / "ds_ckpt").iterdir()) == [  # each finished tag with its hash record
+        "complete.json", "step_10", "step_10.prov.json", "step_5", "step_5.prov.json"]
     assert not (run / "train_summary.json").exists()
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")][-1] == 12
 

@@ -10,6 +10,8 @@ Stages never read the YAML: they get the resolved JSON specs this module writes
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +22,7 @@ from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPORT_OWNER_FILE = "experiment.json"
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "steps": 300, "micro_batch_size": 8, "global_batch_size": 16, "seq_len": 128,
@@ -54,6 +57,15 @@ AUDIT_DEFAULTS: dict[str, Any] = {"reexec_skip_stages": []}
 
 class ConfigError(ValueError):
     """A bad experiment config; the message is one line naming the key and what is allowed."""
+
+
+# Names and directories reach file paths and the rules' shell commands (quoted there as well):
+# only these characters are accepted, so no config value can carry shell syntax or a space.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./-]*")
+NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter, digit or '_'"
+PATH_RULE = "letters, digits, '_', '.', '-' and '/', not starting with '-' (no spaces or shell characters)"
+NAMED_SECTIONS = ("scales", "datasets", "variants", "runs")
 
 
 def deep_merge(base: dict, override: dict | None) -> dict:
@@ -163,6 +175,83 @@ def _validate_schema(cfg: dict) -> None:
         _fail(f"config key {key}: {err.message}")
 
 
+def _check_names(cfg: dict) -> None:
+    """Every name and directory that reaches a path or a shell command is made of safe characters."""
+    if not SAFE_NAME.fullmatch(cfg["name"]):
+        _fail(f"config key name={cfg['name']!r} is not allowed: use {NAME_RULE}")
+    for section in NAMED_SECTIONS:
+        for key in cfg[section]:
+            if not SAFE_NAME.fullmatch(key):
+                _fail(f"config key {section}.{key!r}: name not allowed; use {NAME_RULE}")
+    for key in ("output_dir", "report_dir"):
+        if key in cfg and not SAFE_PATH.fullmatch(cfg[key]):
+            _fail(f"config key {key}={cfg[key]!r} is not allowed: use {PATH_RULE}")
+
+
+def _check_finite(value: Any, key: str = "") -> None:
+    """No NaN or infinity anywhere (YAML's .nan / .inf pass every numeric bound of the schema)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(f"config key {key or '<top level>'}={value!r} is not allowed: numbers must be finite")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}.{i}")
+
+
+def _check_eval_tasks(prefix: str, evl: dict) -> None:
+    """Task names exist (offline tasks, the installed lm-eval's task index) and few-shot counts name
+    listed tasks. `prefix` locates the merged eval section in messages ("" or "runs.<base>.")."""
+    from pathmoe.eval.task_index import OFFLINE_TASKS, unknown_tasks
+
+    for field_name in ("tasks", "curve_tasks"):
+        unknown = unknown_tasks(evl[field_name])
+        if unknown:
+            _fail(f"config key {prefix}eval.{field_name}: unknown task(s) {unknown}; allowed: an offline task "
+                  f"({', '.join(OFFLINE_TASKS)}) or a task/group of the installed lm-eval (`lm_eval ls tasks`)")
+    listed = set(evl["tasks"]) | set(evl["curve_tasks"])
+    stray = sorted(set(evl["num_fewshot"]) - listed)
+    if stray:
+        _fail(f"config key {prefix}eval.num_fewshot names task(s) {stray} that are in neither eval.tasks "
+              f"nor eval.curve_tasks")
+
+
+def _check_run_settings(base: str, model: dict, train: dict, resources: dict) -> None:
+    """Cross-key rules that would otherwise fail only inside a job."""
+    if train["warmup_steps"] > train["steps"]:
+        _fail(f"runs.{base}.train.warmup_steps={train['warmup_steps']} exceeds train.steps={train['steps']}")
+    merged = {**MODEL_DEFAULTS, **model}
+    ep = merged["expert_parallel_size"]
+    if merged["dispatch"] == "deepspeed" and ep > 1:
+        procs = resources["train"]["gpus"] * resources["train"]["nodes"] or 1
+        if procs % ep:
+            _fail(f"runs.{base}.model.expert_parallel_size={ep} must divide the run's {procs} training "
+                  f"process(es) (resources.train gpus x nodes; a CPU run is 1 process)")
+
+
+def check_report_owner(exp: Experiment) -> None:
+    """Refuse a report_dir that already holds another experiment's reports (its experiment.json)."""
+    marker = exp.report_dir / REPORT_OWNER_FILE
+    if not marker.is_file():
+        return
+    import json
+
+    try:
+        owner = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        owner = {}
+    if owner != report_owner(exp):
+        _fail(f"report_dir={str(exp.report_dir)!r} holds the reports of experiment {owner.get('name')!r} "
+              f"(output_dir {owner.get('output_dir')!r}, per {marker}); give experiment {exp.name!r} a "
+              f"report_dir of its own (default: reports/<name>)")
+
+
+def report_owner(exp: Experiment) -> dict:
+    """What `<report_dir>/experiment.json` says: whose reports the directory holds."""
+    return {"name": exp.name, "output_dir": str(exp.output_dir)}
+
+
 def _check_model_keys(key: str, keys: Any, extra: tuple[str, ...] = ()) -> None:
     """Fail on a model key that no model has, naming the config section it is written in."""
     unknown = sorted(set(keys) - set(MODEL_DEFAULTS) - set(extra))
@@ -211,7 +300,9 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         if not isinstance(cfg, dict):
             _fail(f"config file {path} must hold a mapping at the top level")
     cfg = deep_merge(cfg, overrides)
+    _check_finite(cfg)
     _validate_schema(cfg)
+    _check_names(cfg)
 
     from pathmoe.data import validate_dataset_config
 
@@ -226,6 +317,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
     seeds_default = cfg.get("seeds", [0])
     train_top = deep_merge(TRAIN_DEFAULTS, cfg.get("train"))
     eval_top = deep_merge(EVAL_DEFAULTS, cfg.get("eval"))
+    _check_eval_tasks("", eval_top)
     analysis = deep_merge(ANALYSIS_DEFAULTS, cfg.get("analysis"))
 
     for name, scfg in cfg["scales"].items():
@@ -260,9 +352,12 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"analysis.seq_len={analysis['seq_len']} exceeds model.max_seq_len={max_seq_len} "
                   f"of runs.{base} (scale {scale})")
         evl = deep_merge(deep_merge(eval_top, scfg.get("eval")), rcfg.get("eval"))
+        if scfg.get("eval") or rcfg.get("eval"):
+            _check_eval_tasks(f"runs.{base}.", evl)  # merged: eval < scales.<scale>.eval < runs.<base>.eval
         declared = scfg.get("resources", {})
         resources = {stage: deep_merge(stage_defaults, declared.get(stage))
                      for stage, stage_defaults in RESOURCE_DEFAULTS.items()}
+        _check_run_settings(base, model, train, resources)
         base_runs[base] = []
         for seed in rcfg.get("seeds", seeds_default):
             run_id = f"{base}_s{seed}"
@@ -276,7 +371,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
     _resolve_init_from(cfg, runs)
     output_dir = Path(cfg.get("output_dir", f"results/{cfg['name']}"))
     exp = Experiment(
-        name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", "reports")),
+        name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", f"reports/{cfg['name']}")),
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
         audit=deep_merge(AUDIT_DEFAULTS, cfg.get("audit")),
     )

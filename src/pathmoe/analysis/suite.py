@@ -43,11 +43,12 @@ def val_tokens(shards_dir: str | os.PathLike, num_tokens: int) -> np.ndarray:
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device):
-    """A pathmoe checkpoint (HF export dir) in eval mode on `device`; an incomplete export is an error."""
+    """A pathmoe checkpoint (HF export dir) in eval mode on `device`; an incomplete or corrupted export
+    is a one-line error (pathmoe.model.export)."""
     from pathmoe.eval.checkpoint import check_checkpoint
-    from pathmoe.model import PathMoEForCausalLM
+    from pathmoe.model.export import load_export
 
-    return PathMoEForCausalLM.from_pretrained(str(check_checkpoint(checkpoint))).to(device).eval()
+    return load_export(check_checkpoint(checkpoint)).to(device).eval()
 
 
 def load_hf_model(name_or_path: str, device: torch.device):

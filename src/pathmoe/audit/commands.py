@@ -32,7 +32,8 @@ def _verify(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs]
     base = dirs[0] if len(dirs) == 1 else Path(".")
     results = verify_dir(dirs, reexec=args.reexec, allow_missing_inputs=args.allow_missing_inputs,
-                         reexec_timeout=args.reexec_timeout, reexec_skip_stages=args.reexec_skip_stage)
+                         reexec_timeout=args.reexec_timeout, reexec_skip_stages=args.reexec_skip_stage,
+                         trust=args.trust)
     checks, paper_warnings = None, []
     if args.paper_tolerance is not None:
         # the paper comparison reads the report stage (pandas, scipy): imported only when asked for
@@ -63,7 +64,7 @@ def _gather(args: argparse.Namespace) -> int:
     from pathmoe.audit.gather import gather
     from pathmoe.audit.render import gather_markdown
 
-    report = gather(args.dirs, reexec=args.reexec, allow_missing_inputs=args.allow_missing_inputs)
+    report = gather(args.dirs, reexec=args.reexec, allow_missing_inputs=args.allow_missing_inputs, trust=args.trust)
     atomic_write_text(args.out, gather_markdown(report))
     if args.json:
         atomic_write_json(args.json, report)
@@ -107,7 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ver = sub.add_parser("verify", help="check every *.prov.json under DIR... against the files on disk")
     ver.add_argument("dirs", nargs="+", metavar="DIR",
                      help="directories to walk for *.prov.json (and tables/*.json), e.g. results/x reports")
-    ver.add_argument("--reexec", action="store_true", help="re-run deterministic jobs in a scratch dir")
+    ver.add_argument("--reexec", action="store_true",
+                     help="re-run deterministic jobs (allow-listed pathmoe stage commands only) in a scratch dir")
+    ver.add_argument("--trust", action="store_true",
+                     help="with --reexec: also re-run jobs whose record or inputs belong to another user")
     ver.add_argument("--reexec-timeout", type=float, default=3600.0, help="seconds per re-executed job")
     ver.add_argument("--reexec-skip-stage", action="append", default=[], metavar="STAGE",
                      help="do not re-execute jobs of this pathmoe stage (repeatable), e.g. data at paper scale")
@@ -125,7 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gat.add_argument("dirs", nargs="+", help="run directories")
     gat.add_argument("--out", required=True, help="markdown report")
     gat.add_argument("--json", default=None, help="machine-readable report")
-    gat.add_argument("--reexec", action="store_true", help="also re-run deterministic jobs")
+    gat.add_argument("--reexec", action="store_true", help="also re-run deterministic jobs (as for verify)")
+    gat.add_argument("--trust", action="store_true",
+                     help="with --reexec: also re-run jobs of directories that belong to other users")
     gat.add_argument("--allow-missing-inputs", action="store_true", help="as for verify")
     gat.set_defaults(func=_guarded("gather", _gather))
 

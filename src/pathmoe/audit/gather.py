@@ -78,15 +78,17 @@ def environment_summary(per_dir: dict[str, list[ArtifactResult]]) -> dict[str, d
 
 
 def gather(directories: Sequence[str | os.PathLike], reexec: bool = False,
-           allow_missing_inputs: bool = False) -> dict[str, Any]:
+           allow_missing_inputs: bool = False, trust: bool = False) -> dict[str, Any]:
     """Verify every directory, cross-check them, summarise environments; JSON-ready dict.
 
     `failed` is true when any artifact fails verification or any computation is non-reproducible.
+    With `reexec`, jobs of directories the caller does not own are refused unless `trust`.
     """
     if not directories:
         raise ValueError("gather: at least one run directory is required")
     cache = HashCache()
-    per_dir = {str(d): verify_dir(d, reexec=reexec, allow_missing_inputs=allow_missing_inputs, cache=cache)
+    per_dir = {str(d): verify_dir(d, reexec=reexec, allow_missing_inputs=allow_missing_inputs, cache=cache,
+                                  trust=trust)
                for d in directories}
     flagged = consistency(per_dir)
     dirs = [{"dir": d, "summary": summarize(rs), "artifacts": [r.to_json(Path(d)) for r in rs]}

@@ -28,12 +28,21 @@ class HashCache:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int, int], str] = {}
 
-    def file(self, path: Path) -> str:
+    @staticmethod
+    def _key(path: Path) -> tuple[str, int, int]:
         st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+    def file(self, path: Path) -> str:
+        key = self._key(path)
         if key not in self._cache:
             self._cache[key] = sha256_file(path)
         return self._cache[key]
+
+    def add(self, path: Path, sha256: str) -> None:
+        """Remember the sha256 of `path` as it is now, computed elsewhere (e.g. by another training
+        rank hashing its share of a checkpoint's files)."""
+        self._cache[self._key(path)] = sha256
 
 
 # Bookkeeping that tools drop into directory outputs after the producing command ran (Snakemake

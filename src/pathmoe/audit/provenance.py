@@ -88,13 +88,15 @@ def record_provenance(
     *,
     deterministic: bool = False,
     cwd: PathLike | None = None,
+    cache: HashCache | None = None,
 ) -> list[Path]:
     """Write `<output>.prov.json` for every output of one finished job; return the record paths.
 
     Relative paths are taken relative to `cwd` (default: the current directory), the directory the
     job ran in. The config file, if given, is also hashed as an input; `seed` defaults to the
     config's top-level "seed". `deterministic` promises that re-running `argv` on the same inputs
-    gives byte-identical outputs (what `verify --reexec` checks).
+    gives byte-identical outputs (what `verify --reexec` checks). `cache` may hold file hashes
+    computed beforehand (training ranks hash a checkpoint's files in parallel).
     """
     if not outputs:
         raise ValueError("--outputs: at least one output is required")
@@ -105,7 +107,7 @@ def record_provenance(
     if seed is None and isinstance(parsed, dict) and isinstance(parsed.get("seed"), int):
         seed = parsed["seed"]
     all_inputs = list(inputs) + ([config] if config is not None else [])
-    cache = HashCache()
+    cache = cache or HashCache()
     input_entries, seen = [], set()
     for p in all_inputs:
         rel = stored_path(p, base)
@@ -199,5 +201,23 @@ def load_record(record_file: PathLike) -> dict[str, Any]:
     return rec
 
 
-__all__ = ["SCHEMA", "record_path", "output_of_record", "record_provenance", "run_and_record", "load_record",
+def record_mismatch(path: PathLike, cache: HashCache | None = None) -> str | None:
+    """Why `path` does not match the record beside it (no record, an unreadable one, other bytes),
+    as one line; None when it matches. Readers call this before trusting a checkpoint."""
+    rec_file = record_path(path)
+    if not rec_file.is_file():
+        return f"no hash record {rec_file.name} beside it"
+    try:
+        want = load_record(rec_file)["output"]
+    except ValueError as e:
+        return str(e)
+    got = hash_path(path, cache)
+    if got["sha256"] != want["sha256"]:
+        return (f"sha256 {got['sha256'][:12]} != {want['sha256'][:12]} recorded when it was written "
+                f"({rec_file.name}; {got['files']} files, {got['bytes']} bytes vs {want.get('files')}, "
+                f"{want.get('bytes')})")
+    return None
+
+
+__all__ = ["SCHEMA", "record_path", "record_mismatch", "output_of_record", "record_provenance", "run_and_record", "load_record",
            "stored_path", "utc_now"]

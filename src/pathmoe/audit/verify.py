@@ -3,8 +3,16 @@
 Per artifact, in order of severity: `missing` (output gone), `tampered` (output bytes differ from
 the record, or the record itself is unreadable), `stale-input` (an input changed or vanished
 after the artifact was made, so the artifact no longer follows from what is on disk), `ok`.
-`--reexec` then upgrades ok deterministic artifacts to `reexec-ok` or `reexec-mismatch`.
+`--reexec` then upgrades ok deterministic artifacts to `reexec-ok` or `reexec-mismatch`, or marks
+them `refused` (a command re-execution will not run; pathmoe.audit.reexec).
 Content is the truth: a newer mtime with unchanged bytes is only a warning.
+
+Two kinds of artifact vouch for files that are no job's output. A token shard index
+(`shards/index.json`) lists every shard with its sha256 and size, so the index's record covers the
+shards through it: a shard that differs from its index entry makes the index `tampered`. HF exports
+(`hf/step_<N>/`) and DeepSpeed checkpoints (`ds_ckpt/step_<N>/`) get their own records when
+training writes them; a checkpoint directory without one is `tampered` too (only DeepSpeed tags
+that `complete.json` lists count: an unlisted tag is a torn save that resume never loads).
 """
 
 from __future__ import annotations
@@ -14,14 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from pathmoe.audit.hashing import RECORD_SUFFIX, HashCache, hash_path, newest_mtime
-from pathmoe.audit.provenance import load_record, output_of_record
+from pathmoe.audit.provenance import load_record, output_of_record, record_path
+from pathmoe.io import read_json
 
 OK, TAMPERED, MISSING, STALE = "ok", "tampered", "missing", "stale-input"
-REEXEC_OK, REEXEC_MISMATCH = "reexec-ok", "reexec-mismatch"
-FAILING = frozenset({TAMPERED, MISSING, STALE, REEXEC_MISMATCH})
+REEXEC_OK, REEXEC_MISMATCH, REFUSED = "reexec-ok", "reexec-mismatch", "refused"
+FAILING = frozenset({TAMPERED, MISSING, STALE, REEXEC_MISMATCH, REFUSED})
+CHECKPOINT_PARENTS = ("hf", "ds_ckpt")  # <run_dir>/hf/step_<N>/, <run_dir>/ds_ckpt/step_<N>/
 MTIME_SLACK_S = 2.0  # coarse file-system timestamps; the record is written right after the output
 
 
@@ -76,6 +87,33 @@ def resolve(root: Path, stored: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def shard_problem(index_path: Path, cache: HashCache) -> str | None:
+    """The first shard that differs from its entry in a token shard index, as one line (None: all
+    match, or `index_path` is no shard index)."""
+    if index_path.name != "index.json" or not index_path.is_file():
+        return None
+    try:
+        index = read_json(index_path)
+        itemsize = np.dtype(index["dtype"]).itemsize
+        splits = index["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(splits, dict):
+        return None
+    for entries in splits.values():
+        for entry in entries:
+            shard = index_path.parent / entry["file"]
+            if not shard.is_file():
+                return f"shard {entry['file']} listed in {index_path.name} no longer exists"
+            size, want = shard.stat().st_size, entry["num_tokens"] * itemsize
+            if size != want:
+                return f"shard {entry['file']}: {size} bytes, {index_path.name} says {want} (truncated or padded)"
+            got = cache.file(shard)
+            if got != entry["sha256"]:
+                return f"shard {entry['file']}: sha256 {got[:12]} != {index_path.name}'s {entry['sha256'][:12]}"
+    return None
+
+
 def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bool = False) -> ArtifactResult:
     """Verify one record's output and inputs against the files on disk."""
     output = output_of_record(record_file)
@@ -99,6 +137,11 @@ def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bo
         res.details.append(f"output {want['path']} sha256 {got['sha256'][:12]} != recorded {want['sha256'][:12]}"
                            f" ({sizes})")
         return res
+    problem = shard_problem(output, cache)
+    if problem:
+        res.status = TAMPERED
+        res.details.append(problem)
+        return res
     if newest_mtime(output) > record_file.stat().st_mtime + MTIME_SLACK_S:
         res.warnings.append(f"output {want['path']} modified after its record (content unchanged)")
     for entry in rec.get("inputs", []):
@@ -116,6 +159,36 @@ def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bo
     return res
 
 
+def _listed_tags(ckpt_dir: Path) -> set[str]:
+    try:
+        return set(read_json(ckpt_dir / "complete.json")["tags"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def unrecorded_checkpoints(directory: str | os.PathLike) -> list[ArtifactResult]:
+    """A `tampered` result for every checkpoint directory (hf/step_<N>, listed ds_ckpt/step_<N>)
+    under `directory` that has no record: what a result was computed from must be hashed."""
+    found = []
+    for root, dirs, _ in os.walk(directory):
+        dirs[:] = sorted(x for x in dirs if x != ".snakemake" and not x.startswith("."))
+        parent = Path(root)
+        if parent.name not in CHECKPOINT_PARENTS:
+            continue
+        listed = _listed_tags(parent) if parent.name == "ds_ckpt" else None
+        for name in dirs:
+            step_dir = parent / name
+            if not name.startswith("step_") or record_path(step_dir).exists():
+                continue
+            if listed is not None and name not in listed:
+                continue  # a torn DeepSpeed save: never loaded, deleted when that step is saved again
+            found.append(ArtifactResult(record_path(step_dir), step_dir, parent, TAMPERED, [
+                f"checkpoint {parent.name}/{name} has no hash record ({name}{RECORD_SUFFIX}): it was not "
+                "written by `pathmoe train`, or its record was removed"]))
+        dirs[:] = []
+    return found
+
+
 def verify_dir(
     directory: str | os.PathLike | Sequence[str | os.PathLike],
     reexec: bool = False,
@@ -123,10 +196,13 @@ def verify_dir(
     reexec_timeout: float | None = 3600.0,
     cache: HashCache | None = None,
     reexec_skip_stages: Sequence[str] = (),
+    trust: bool = False,
 ) -> list[ArtifactResult]:
     """Verify every record under `directory` (or several directories, e.g. results/ and reports/,
-    whose jobs are then re-executed once even when their outputs span both); with `reexec`,
-    re-run deterministic jobs except those of `reexec_skip_stages` (see pathmoe.audit.reexec)."""
+    whose jobs are then re-executed once even when their outputs span both), and flag checkpoint
+    directories without a record; with `reexec`, re-run deterministic jobs except those of
+    `reexec_skip_stages`, and with `trust` also jobs of directories the caller does not own (see
+    pathmoe.audit.reexec)."""
     cache = cache or HashCache()
     dirs = [directory] if isinstance(directory, (str, os.PathLike)) else list(directory)
     records, seen = [], set()
@@ -137,14 +213,20 @@ def verify_dir(
                 records.append(r)
     results = [check_artifact(r, cache, allow_missing_inputs)
                for r in tqdm(records, desc="verify", unit="artifact", leave=False)]
+    seen_dirs: set[Path] = set()
+    for d in dirs:
+        for res in unrecorded_checkpoints(d):
+            if res.output.resolve() not in seen_dirs:
+                seen_dirs.add(res.output.resolve())
+                results.append(res)
     if reexec:
         from pathmoe.audit.reexec import reexec_results
 
-        reexec_results(results, cache, reexec_timeout, frozenset(reexec_skip_stages))
+        reexec_results(results, cache, reexec_timeout, frozenset(reexec_skip_stages), trust)
     return results
 
 
 def summarize(results: list[ArtifactResult]) -> dict[str, int]:
     """Count of artifacts per status, statuses in a fixed order."""
-    order = [OK, REEXEC_OK, REEXEC_MISMATCH, STALE, TAMPERED, MISSING]
+    order = [OK, REEXEC_OK, REEXEC_MISMATCH, REFUSED, STALE, TAMPERED, MISSING]
     return {s: n for s in order if (n := sum(r.status == s for r in results))}

@@ -99,8 +99,8 @@ def load_checkpoint(ckpt_dir: str | Path, device: str = "auto", bf16: bool = Fal
     """
     ckpt, tokenizer = _checked_export(ckpt_dir, tokenizer_dir)
 
-    from pathmoe.model import PathMoEForCausalLM
+    from pathmoe.model.export import load_export  # checks the bytes against the hash recorded at export
 
     dev = resolve_device(device)
-    model = PathMoEForCausalLM.from_pretrained(str(ckpt), dtype=eval_dtype(dev, bf16)).to(dev).eval()
+    model = load_export(ckpt, dtype=eval_dtype(dev, bf16)).to(dev).eval()
     return model, tokenizer

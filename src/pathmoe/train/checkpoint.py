@@ -4,13 +4,16 @@ DeepSpeed writes a checkpoint as many files under a tag directory; a kill during
 leaves a directory that looks like a checkpoint. So we never trust a tag directory by itself:
 after every rank has saved, rank 0 atomically rewrites `ds_ckpt/complete.json`, the list of
 finished tags, and resume only ever loads a tag from that list. Exports go to a temporary
-directory that is renamed into place, so `hf/step_<N>/` exists only when complete.
+directory that is renamed into place, so `hf/step_<N>/` exists only when complete. Both get a
+hash record beside them when written, and resume checks a tag against its record before loading
+it (pathmoe.train.integrity).
 """
 
 from __future__ import annotations
 
 import random
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 
 from pathmoe.io import atomic_path, atomic_write_json, atomic_write_text, read_json
+from pathmoe.train.integrity import MARKER, CheckpointRecorder, forget, shared_hashes, verify_tag
 
-MARKER = "complete.json"
 KEEP_DS = 2
 
 
@@ -40,11 +43,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class ResumeCheckpoints:
-    """DeepSpeed checkpoints under `ds_ckpt/` with a completion marker; keeps the last two."""
+    """DeepSpeed checkpoints under `ds_ckpt/` with a completion marker; keeps the last two. With a
+    `recorder`, each finished tag gets its hash record before the marker lists it."""
 
-    def __init__(self, ckpt_dir: str | Path, rank: int) -> None:
+    def __init__(self, ckpt_dir: str | Path, rank: int, recorder: CheckpointRecorder | None = None) -> None:
         self.dir = Path(ckpt_dir)
         self.rank = rank
+        self.recorder = recorder
 
     def complete_tags(self) -> list[str]:
         marker = self.dir / MARKER
@@ -60,24 +65,32 @@ class ResumeCheckpoints:
         import torch.distributed as dist
 
         tag = f"step_{step}"
+        started = datetime.now(timezone.utc)
         if self.rank == 0 and (self.dir / tag).exists() and tag not in self.complete_tags():
-            shutil.rmtree(self.dir / tag)  # a torn save from a killed run: start it clean
+            forget(self.dir / tag)  # a torn save from a killed run: start it clean
         if dist.is_initialized():
             dist.barrier()
         engine.save_checkpoint(str(self.dir), tag=tag, client_state=client_state, save_latest=False)
         if dist.is_initialized():
             dist.barrier()
+        cache = shared_hashes(self.dir / tag) if self.recorder is not None else None  # every rank hashes a share
         if self.rank == 0:
+            if self.recorder is not None:
+                self.recorder.record(self.dir / tag, started, cache)  # before the marker lists the tag
             tags = [t for t in self.complete_tags() if t != tag] + [tag]
             atomic_write_json(self.dir / MARKER, {"tags": tags[-KEEP_DS:]})
-            for old in tags[:-KEEP_DS]:
-                shutil.rmtree(self.dir / old, ignore_errors=True)
+            for old in self.dir.glob("step_*"):  # pruned tags, and leftovers of a crash while pruning
+                if old.is_dir() and old.name not in tags[-KEEP_DS:]:
+                    forget(old)
         if dist.is_initialized():
             dist.barrier()
         return tag
 
     def load(self, engine: Any, tag: str) -> dict[str, Any]:
-        """Load `tag` (model, optimizer, scheduler) and return our client_state."""
+        """Load `tag` (model, optimizer, scheduler) and return our client_state; with a recorder,
+        only after the tag's files match the record written when it was saved."""
+        if self.recorder is not None:
+            verify_tag(self.dir / tag)
         path, client = engine.load_checkpoint(str(self.dir), tag=tag, load_optimizer_states=True,
                                               load_lr_scheduler_states=True)
         if path is None:
@@ -100,15 +113,24 @@ def existing_exports(hf_dir: Path) -> list[int]:
 
 
 def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
-              state_dict: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write `hf/step_<step>/` atomically: save_pretrained + the tokenizer files copied in."""
+              state_dict: dict[str, torch.Tensor] | None = None,
+              recorder: CheckpointRecorder | None = None) -> Path:
+    """Write `hf/step_<step>/` atomically: save_pretrained + the tokenizer files copied in; with a
+    `recorder`, then its hash record (the old record goes first, so none describes other bytes)."""
     target = hf_dir / f"step_{step}"
+    started = datetime.now(timezone.utc)
+    if recorder is not None:
+        from pathmoe.audit.provenance import record_path
+
+        record_path(target).unlink(missing_ok=True)
     with atomic_path(target) as tmp:
         model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
         if tokenizer_dir is not None and tokenizer_dir.is_dir():
             for f in tokenizer_dir.iterdir():
                 if f.is_file():
                     shutil.copy2(f, tmp / f.name)
+    if recorder is not None:
+        recorder.record(target, started)
     return target
 
 
@@ -117,7 +139,7 @@ def prune_exports(hf_dir: Path, keep: int, pinned: Iterable[int]) -> list[int]:
     steps = existing_exports(hf_dir)
     kept = export_steps_to_keep(steps, keep, pinned)
     for s in set(steps) - set(kept):
-        shutil.rmtree(hf_dir / f"step_{s}", ignore_errors=True)
+        forget(hf_dir / f"step_{s}")
     return kept
 
 

@@ -12,6 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train (or resume) one run through DeepSpeed",
                               description="Train or resume the run described by a run_config.json.")
     p.add_argument("--run-config", required=True, help="the run spec written by `pathmoe config`")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the run directory's checkpoints, exports, metrics and markers and train "
+                        "from step 0 (the way out when they are missing or inconsistent)")
     # The deepspeed launcher appends --local_rank=N; accept both spellings.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
@@ -42,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathmoe.train import NonFiniteLossError, train
 
     try:
-        summary = train(args.run_config)
+        summary = train(args.run_config, restart=args.restart)
     except NonFiniteLossError as exc:
         print(f"pathmoe train: error: {exc}", file=sys.stderr)
         return 3

@@ -23,6 +23,7 @@ from pathmoe.io import atomic_write_json, read_json
 from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exports, prune_exports,
                                       reset_if_config_changed, rng_state, set_rng_state)
 from pathmoe.train.distenv import init_distributed, setup_dist_env
+from pathmoe.train.integrity import CheckpointRecorder, check_training_state, discard_training_state
 from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
@@ -97,15 +98,23 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
-    """Train (or resume) one run; return the summary also written to run_dir/train_summary.json."""
+def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run; return the summary also written to run_dir/train_summary.json.
+
+    `restart` discards the run directory's training state (checkpoints, exports, metrics, markers,
+    summary) and trains from step 0; without it, checkpoints whose markers are missing or
+    inconsistent stop the run (pathmoe.train.integrity.check_training_state).
+    """
     t_start = time.perf_counter()
     rc = load_run_config(run_config)
     spec = parse_train_spec(rc["train"])
     run_dir, data_dir = Path(rc["run_dir"]), Path(rc["data_dir"])
     summary_path = run_dir / "train_summary.json"
-    if summary_path.exists():
+    if summary_path.exists() and not restart:
         return read_json(summary_path)  # finished run: training is idempotent
+    argv = (["pathmoe", "train", "--run-config", str(run_config)] if isinstance(run_config, (str, os.PathLike))
+            else ["pathmoe.train.train", f"<run spec of {rc.get('run', run_dir.name)}>"])
+    recorder = CheckpointRecorder(run_dir, data_dir, argv)
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
     device = _device(spec)
@@ -115,6 +124,11 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)  # the peak reported is this run's
     ds_config = build_ds_config(spec, world)
+    if restart and rank == 0:
+        gone = discard_training_state(run_dir)
+        print(f"{run_dir}: --restart discarded {', '.join(gone) or 'nothing'}; training from step 0", flush=True)
+    _barrier()
+    check_training_state(run_dir)  # every rank: all stop alike
     if rank == 0:
         reset_if_config_changed(run_dir, rc)
         if not (run_dir / "train_config.json").exists():  # a run started outside the DAG
@@ -124,7 +138,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
 
-    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank)
+    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
     start = 0
     tag = ckpts.latest()
     if tag is not None:
@@ -164,7 +178,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
                 print(f"step {n}/{spec.steps} loss {rec['loss']:.4f} lr {lr:.3g} "
                       f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
         if n % spec.export_every == 0 or n in spec.export_steps or n == spec.steps:
-            _export(engine, spec, run_dir, data_dir, n, rank)
+            _export(engine, spec, run_dir, data_dir, n, rank, recorder)
         if n % spec.ckpt_every == 0 and n < spec.steps:
             states: list[Any] = [None] * world
             _gather(states, rng_state())
@@ -272,11 +286,13 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _export(engine: Any, spec: TrainSpec, run_dir: Path, data_dir: Path, step: int, rank: int) -> None:
-    """HF export of the current weights (rank 0 writes; ZeRO-3 gathers the shards first)."""
+def _export(engine: Any, spec: TrainSpec, run_dir: Path, data_dir: Path, step: int, rank: int,
+            recorder: CheckpointRecorder) -> None:
+    """HF export of the current weights and its hash record (rank 0 writes; ZeRO-3 gathers the shards first)."""
     state_dict = engine._zero3_consolidated_16bit_state_dict() if spec.zero_stage == 3 else None
     if rank == 0:
-        export_hf(engine.module, run_dir / "hf", step, data_dir / "tokenizer", state_dict=state_dict)
+        export_hf(engine.module, run_dir / "hf", step, data_dir / "tokenizer", state_dict=state_dict,
+                  recorder=recorder)
         prune_exports(run_dir / "hf", spec.keep_exports, spec.export_steps)
     _barrier()
 

@@ -20,12 +20,12 @@ from pathmoe.io import atomic_write_json, read_json
 
 def load_init_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
     """Copy every weight of the HF export `checkpoint` into `model` (shapes must match exactly)."""
-    from pathmoe.model import PathMoEForCausalLM
+    from pathmoe.model.export import load_export
 
     ckpt = Path(checkpoint)
     if not (ckpt / "config.json").is_file():
         raise FileNotFoundError(f"init_from.checkpoint={str(ckpt)!r} is not an HF export (no config.json)")
-    source = PathMoEForCausalLM.from_pretrained(str(ckpt))
+    source = load_export(ckpt)
     try:
         model.load_state_dict(source.state_dict(), strict=True)
     except RuntimeError as exc:
