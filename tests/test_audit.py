@@ -78,38 +78,110 @@ def test_verify_clean_then_tampered_missing_stale(job):
     assert statuses(job, allow_missing_inputs=True) == {"out/up.txt": "ok"}
 
 
-def test_reexec_deterministic_and_random(job):
-    assert statuses(job, reexec=True) == {"out/up.txt": "reexec-ok"}
-    assert record(RANDOM, "--deterministic") == 0
-    assert statuses(job, reexec=True) == {"out/up.txt": "reexec-mismatch"}
+RECORDS_CSV = "run,variant,scale,dataset,seed,step,task,metric,value,stderr\na,v,s,d,0,10,t,acc,0.5,0.01\n"
+
+
+def collect(*flags: str, out: str = "results/records.csv", runs: str = "runs/a") -> int:
+    """Record a real deterministic stage command (`pathmoe eval collect`) in the cwd."""
+    return main(["audit", "record", *flags, "--inputs", f"{runs}/eval/records.csv", "--outputs", out, "--",
+                 "pathmoe", "eval", "collect", "--runs", runs, "--out", out])
+
+
+@pytest.fixture
+def collect_job(tmp_path, monkeypatch):
+    """A directory holding one recorded `pathmoe eval collect` job (cwd = that directory)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs/a/eval").mkdir(parents=True)
+    (tmp_path / "runs/a/eval/records.csv").write_text(RECORDS_CSV)
+    assert collect("--deterministic") == 0
+    return tmp_path
+
+
+def plant(record_file: Path, argv: list[str]) -> None:
+    rec = json.loads(record_file.read_text())
+    rec["command"]["argv"] = argv
+    record_file.write_text(json.dumps(rec))
+
+
+def test_reexec_deterministic_and_mismatch(collect_job):
+    job = collect_job
+    assert statuses(job, reexec=True) == {"results/records.csv": "reexec-ok"}
+    # a job that promised determinism but produced other bytes: re-running gives the real ones
+    out = job / "results/records.csv"
+    out.write_text(out.read_text().replace("0.5", "0.7"))
+    argv = ["pathmoe", "eval", "collect", "--runs", "runs/a", "--out", "results/records.csv"]
+    record_provenance(["results/records.csv"], ["runs/a/eval/records.csv"], argv, "a", "b", deterministic=True,
+                      cwd=job)
+    assert statuses(job, reexec=True) == {"results/records.csv": "reexec-mismatch"}
     assert main(["audit", "verify", str(job), "--reexec", "--json", str(job / "v.json"), "--out", "r.md"]) == 1
     assert json.loads((job / "v.json").read_text())["artifacts"][0]["status"] == "reexec-mismatch"
-    assert record(RANDOM) == 0  # honestly non-deterministic: not re-run, stays ok
+    assert collect() == 0  # honestly non-deterministic: not re-run, stays ok
     [res] = verify_dir(job, reexec=True)
     assert res.status == "ok" and "non-deterministic" in res.warnings[0]
-    # an argv naming the original directory would write over the originals: refused, not run
-    absolute = UPPER.replace("'out/up.txt'", repr(str(job / "out/up.txt")))
-    assert record(absolute, "--deterministic") == 0
+    # a path option naming the original directory would write over the originals: not run, a warning
+    absolute = str(job / "results/records.csv")
+    assert main(["audit", "record", "--deterministic", "--inputs", "runs/a/eval/records.csv", "--outputs",
+                 "results/records.csv", "--", "pathmoe", "eval", "collect", "--runs", "runs/a", "--out", absolute]) == 0
     [res] = verify_dir(job, reexec=True)
-    assert res.status == "ok" and "original working directory" in res.warnings[0]
+    assert res.status == "ok" and "outside the job's working directory" in res.warnings[0]
 
 
-def test_reexec_skip_stage(tmp_path_factory, monkeypatch):
-    """`--reexec-skip-stage data` leaves a `pathmoe data ...` job ok (with a warning), unre-run."""
-    tool = tmp_path_factory.mktemp("bin") / "pathmoe"  # outside the job's cwd, or re-execution is refused
-    tool.write_text(f"#!{sys.executable}\n{UPPER}\n")
-    tool.chmod(0o755)
-    work = tmp_path_factory.mktemp("work")
-    monkeypatch.chdir(work)
-    (work / "in.txt").write_text("hello\n")
-    (work / "out").mkdir()
-    assert main(["audit", "record", "--deterministic", "--inputs", "in.txt", "--outputs", "out/up.txt",
-                 "--", str(tool), "data", "fetch"]) == 0
-    assert statuses(work, reexec=True) == {"out/up.txt": "reexec-ok"}
-    assert statuses(work, reexec=True, reexec_skip_stages=["report"]) == {"out/up.txt": "reexec-ok"}
-    [res] = verify_dir(work, reexec=True, reexec_skip_stages=["data"])
-    assert res.status == "ok" and res.warnings == ["not re-executed: stage 'data' skipped (--reexec-skip-stage)"]
-    assert main(["audit", "verify", str(work), "--reexec", "--reexec-skip-stage", "data", "--out", "a.md"]) == 0
+PLANTED = [
+    ["sh", "-c", "touch {pwned}"],
+    [sys.executable, "-c", "import pathlib; pathlib.Path('{pwned}').touch()"],
+    ["pathmoe", "train", "--run-config", "x.json"],  # a pathmoe command, but not an allow-listed one
+    ["pathmoe", "eval", "collect", "--runs", "runs/a", "--out", "results/records.csv", "--bogus", "{pwned}"],
+    ["/tmp/evil/pathmoe-not", "eval", "collect"],
+]
+
+
+def test_planted_record_is_refused_and_nothing_runs(collect_job, tmp_path_factory):
+    """A record naming anything but an allow-listed pathmoe stage command is `refused` (exit 1) by
+    verify and gather, even with --trust, and its command never runs."""
+    job = collect_job
+    pwned = tmp_path_factory.mktemp("victim") / "pwned"
+    for argv in PLANTED:
+        plant(job / "results/records.csv.prov.json", [a.format(pwned=pwned) for a in argv])
+        [res] = verify_dir(job, reexec=True)
+        assert res.status == "refused" and res.details[0].startswith("refused: ") and "nothing was run" in res.details[0]
+    assert main(["audit", "verify", str(job), "--reexec", "--trust", "--out", str(job / "r.md")]) == 1
+    assert main(["audit", "gather", str(job), "--reexec", "--trust", "--out", str(job / "g.md")]) == 1
+    assert "**refused**" in (job / "r.md").read_text() and "refused" in (job / "g.md").read_text()
+    assert not pwned.exists()
+
+
+def test_reexec_of_a_directory_the_caller_does_not_own_needs_trust(collect_job, monkeypatch):
+    import pathmoe.audit.reexec as reexec
+
+    job = collect_job
+    monkeypatch.setattr(reexec, "current_uid", lambda: os.getuid() + 4242)  # as another user would
+    [res] = verify_dir(job, reexec=True)
+    assert res.status == "refused" and "pass --trust" in res.details[0]
+    assert main(["audit", "verify", str(job), "--reexec", "--out", "r.md"]) == 1
+    assert statuses(job, reexec=True, trust=True) == {"results/records.csv": "reexec-ok"}
+    assert main(["audit", "verify", str(job), "--reexec", "--trust", "--out", "r.md"]) == 0
+    assert gather([job], reexec=True)["failed"] and not gather([job], reexec=True, trust=True)["failed"]
+
+
+def test_reexec_runs_our_cli_not_a_copied_module(collect_job):
+    """The rebuilt command runs the auditor's pathmoe: an input named like our package, copied into
+    the scratch directory, is not imported."""
+    job = collect_job
+    (job / "pathmoe").mkdir()
+    (job / "pathmoe/__init__.py").write_text("raise SystemExit('shadowed')\n")
+    argv = ["pathmoe", "eval", "collect", "--runs", "runs/a", "--out", "results/records.csv"]
+    record_provenance(["results/records.csv"], ["runs/a/eval/records.csv", "pathmoe"], argv, "a", "b",
+                      deterministic=True, cwd=job)
+    assert statuses(job, reexec=True) == {"results/records.csv": "reexec-ok"}
+
+
+def test_reexec_skip_stage(collect_job):
+    """`--reexec-skip-stage eval` leaves a `pathmoe eval ...` job ok (with a warning), unre-run."""
+    work = collect_job
+    assert statuses(work, reexec=True, reexec_skip_stages=["report"]) == {"results/records.csv": "reexec-ok"}
+    [res] = verify_dir(work, reexec=True, reexec_skip_stages=["eval"])
+    assert res.status == "ok" and res.warnings == ["not re-executed: stage 'eval' skipped (--reexec-skip-stage)"]
+    assert main(["audit", "verify", str(work), "--reexec", "--reexec-skip-stage", "eval", "--out", "a.md"]) == 0
     assert "skipped (--reexec-skip-stage)" in (work / "a.md").read_text()
 
 
@@ -174,9 +246,16 @@ def test_directory_output_relocation_and_config(tmp_path, monkeypatch):
     shutil.copytree(run, moved)
     shutil.rmtree(run)  # the original cwd is gone: relative inputs must resolve under the copy
     assert hash_path(moved / "tok")["sha256"] == rec["output"]["sha256"]
-    assert statuses(moved, reexec=True) == {"tok": "reexec-ok"}
+    assert statuses(moved) == {"tok": "ok"}
     (moved / "tok" / "sub" / "b.txt").write_text("C")
     assert statuses(moved) == {"tok": "tampered"}
+
+
+def test_relocated_directory_reexecutes(collect_job, tmp_path_factory):
+    moved = tmp_path_factory.mktemp("elsewhere") / "copy"
+    shutil.copytree(collect_job, moved)
+    shutil.rmtree(collect_job)  # relative inputs resolve under the copy
+    assert statuses(moved, reexec=True) == {"results/records.csv": "reexec-ok"}
 
 
 def test_library_record_provenance(tmp_path):
@@ -263,20 +342,19 @@ def test_bad_input_errors(tmp_path, monkeypatch, capsys):
 
 
 def test_snakemake_style_wrap_two_dirs_and_implicit_config(tmp_path, monkeypatch):
-    """The rules' form: `--inputs {input}` naming run_config.json, outputs in results/ and reports/."""
+    """The rules' form: `--inputs {input}` naming run_config.json, inputs in results/, output in reports/."""
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "results" / "runs" / "r0"
-    run.mkdir(parents=True)
+    (run / "eval").mkdir(parents=True)
     (run / "run_config.json").write_text('{"seed": 5, "run": "r0"}')
-    code = ("import pathlib; pathlib.Path('reports/tables').mkdir(parents=True, exist_ok=True); "
-            "pathlib.Path('reports/tables/t.tex').write_text('x'); "
-            "pathlib.Path('results/runs/r0/s.json').write_text('{}')")
+    (run / "eval" / "records.csv").write_text(RECORDS_CSV)
     assert main(["audit", "record", "--deterministic", "--inputs", "results/runs/r0/run_config.json",
-                 "--outputs", "reports/tables/t.tex", "results/runs/r0/s.json", "--", sys.executable, "-c", code]) == 0
-    rec = load_record(tmp_path / "reports/tables/t.tex.prov.json")
+                 "results/runs/r0/eval/records.csv", "--outputs", "reports/records.csv", "--",
+                 "pathmoe", "eval", "collect", "--runs", "results/runs/r0", "--out", "reports/records.csv"]) == 0
+    rec = load_record(tmp_path / "reports/records.csv.prov.json")
     assert rec["seed"] == 5 and rec["config"]["sha256"] == config_hash({"run": "r0", "seed": 5})
     results = verify_dir(["results", "reports"], reexec=True)
-    assert sorted(r.status for r in results) == ["reexec-ok", "reexec-ok"]
+    assert [r.status for r in results] == ["reexec-ok"]
     assert main(["audit", "verify", "results", "reports", "--out", "a.md"]) == 0
 
 

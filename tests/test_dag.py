@@ -34,12 +34,12 @@ def test_default_config_plans_every_artifact():
 
 
 def test_one_table_needs_only_its_runs():
-    counts, _, _ = dry_run("reports/tables/table1.tex")
+    counts, _, _ = dry_run("reports/default/tables/table1.tex")
     assert counts["train"] == 9 and counts["eval"] == 9  # the 9 systems of Table 1
     assert "figure" not in counts and "traces" not in counts
-    counts, _, _ = dry_run("reports/tables/table3.tex")
+    counts, _, _ = dry_run("reports/default/tables/table3.tex")
     assert counts["train"] == 5  # PathB8 (source of the early paths) + top-10/100/500/all continuations
-    counts, _, _ = dry_run("reports/tables/table4.tex")
+    counts, _, _ = dry_run("reports/default/tables/table4.tex")
     assert counts["train"] == 2 and counts["analyze_traces"] == 2 and "robustness" not in counts
 
 
@@ -51,7 +51,7 @@ def test_paper_config_plans_whole_reproduction_fast():
 
 
 def test_slurm_profile_dry_run():
-    counts, out, _ = dry_run("reports/tables/table1.tex", "--profile", "slurm", "--configfile", "configs/paper-0.9b.yaml")
+    counts, out, _ = dry_run("reports/paper-0.9b/tables/table1.tex", "--profile", "slurm", "--configfile", "configs/paper-0.9b.yaml")
     assert counts["train"] == 9
 
 
