@@ -10,6 +10,7 @@ Stages never read the YAML: they get the resolved JSON specs this module writes
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -235,8 +236,6 @@ def check_report_owner(exp: Experiment) -> None:
     marker = exp.report_dir / REPORT_OWNER_FILE
     if not marker.is_file():
         return
-    import json
-
     try:
         owner = json.loads(marker.read_text())
     except (OSError, ValueError):
