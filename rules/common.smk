@@ -54,7 +54,10 @@ def stage_resource(stage, key):
     return resource
 
 
-def recorded(cmd, deterministic=False):
-    """Wrap a stage command so its outputs get provenance records (pathmoe audit record)."""
+def recorded(cmd, deterministic=False, reads=""):
+    """Wrap a stage command so its outputs get provenance records (pathmoe audit record).
+    `reads`: files the command reads besides its rule inputs (the data files behind a data stamp),
+    hashed into the record and staged when the audit re-executes the job."""
     flag = " --deterministic" if deterministic else ""
-    return f"pathmoe audit record{flag} --inputs {{input}} --outputs {{output}} -- {cmd}"
+    extra = f" {reads}" if reads else ""
+    return f"pathmoe audit record{flag} --inputs {{input}}{extra} --outputs {{output}} -- {cmd}"

@@ -2,6 +2,7 @@
 # model selection (best average of the final 5), and the one results table every report reads.
 
 from pathmoe.eval.metrics import OFFLINE_TASKS
+from pathmoe.eval.task_dirs import task_dir_files
 
 
 def eval_inputs(wildcards):
@@ -12,8 +13,12 @@ def eval_inputs(wildcards):
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
     }
     if set(OFFLINE_TASKS) & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):
-        # offline tasks are built (deterministically) from the held-out documents inside the job
-        inputs["val_docs"] = f"{OUT}/data/{spec.dataset}/raw/val.jsonl"
+        # offline tasks are built (deterministically) from the held-out documents (raw/val.jsonl,
+        # which the raw/ stamp stands for) and the tokenizer, inside the job
+        inputs["raw"] = f"{OUT}/data/{spec.dataset}/raw/manifest.json"
+        inputs["tokenizer"] = f"{OUT}/data/{spec.dataset}/tokenizer"
+    # eval.task_dirs: every file of the task folders, so editing a task or its data re-evaluates
+    inputs["task_files"] = task_dir_files(spec.eval["task_dirs"])
     return inputs
 
 

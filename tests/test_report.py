@@ -90,7 +90,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         atomic_write_json(d / "eval" / "selected.json", {"step": SELECTED, "avg": 0.4, "std_final5": 0.01, "candidates": STEPS})
         H = 3.0 + i
         a = d / "analysis"
-        atomic_write_json(a / "paths.json", {"num_tokens": 1000, "num_layers": 4, "routing_entropy_bits": H, "unique_paths": 100 + i,
+        atomic_write_json(a / "paths.json", {"num_tokens": 1000 + 10 * i, "num_layers": 4, "routing_entropy_bits": H, "unique_paths": 100 + i,
                                              "effective_path_space": 2 ** H, "consecutive_layer_correlation": 0.5 + i / 10,
                                              "coverage": {"k": [1, 10, 100], "fraction": [0.1, 0.5, 1.0]}})
         atomic_write_json(a / "consistency.json", {"windows": list(range(2, 13)), "path_consistency": [0.8 - j / 50 for j in range(11)],
@@ -226,10 +226,11 @@ def test_table4_from_paths_json(env):
     data = json.loads(paths[1].read_text())
     # sorted run names: indep_s0, indep_s1, pathb4 (i=2), xmoe (i=3)
     assert data["rows"]["PathB4-MoE"] == {"routing_entropy_bits": 5.0, "consecutive_layer_correlation": pytest.approx(70.0),
-                                          "unique_paths": 102.0, "effective_path_space": 32.0}
+                                          "unique_paths": 102.0, "effective_path_space": 32.0, "num_tokens": 1020.0}
     assert data["delta"]["Indep-MoE"]["routing_entropy_bits"] == pytest.approx(6.0 - 22.20)
     tex = paths[0].read_text()
     assert "5.00 bits & 6.00 bits" in tex and r"70.0\% & 80.0\%" in tex
+    assert "Held-out tokens analysed & 1,020 & 1,030" in tex  # each analysis' own token count
 
 
 def test_table5_and_table9(env):

@@ -27,10 +27,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "precision": "fp32", "zero_stage": 0,
     "device": "auto", "log_every": 10, "ckpt_every": 100, "export_every": 50, "export_steps": [],
     "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
+    "on_data_change": "restart",
 }
 EVAL_DEFAULTS: dict[str, Any] = {
     "tasks": ["offline_next", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
     "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200, "offline_seed": 1234,
+    "task_dirs": [],
 }
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "tokens": 20_000, "seq_len": 128, "batch_size": 16, "permute_p": [0.0, 0.25, 0.5, 0.75, 1.0],
@@ -260,6 +262,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"analysis.seq_len={analysis['seq_len']} exceeds model.max_seq_len={max_seq_len} "
                   f"of runs.{base} (scale {scale})")
         evl = deep_merge(deep_merge(eval_top, scfg.get("eval")), rcfg.get("eval"))
+        _check_task_dirs(base, evl["task_dirs"])
         declared = scfg.get("resources", {})
         resources = {stage: deep_merge(stage_defaults, declared.get(stage))
                      for stage, stage_defaults in RESOURCE_DEFAULTS.items()}
@@ -288,6 +291,16 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         except ValueError as exc:
             _fail(str(exc))
     return exp
+
+
+def _check_task_dirs(base: str, task_dirs: list[str]) -> None:
+    """eval.task_dirs are folders of lm-eval task YAMLs (checked here, before any job starts)."""
+    from pathmoe.eval.task_dirs import check_task_dirs
+
+    try:
+        check_task_dirs(task_dirs)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(f"runs.{base}: {exc}")
 
 
 def _resolve_init_from(cfg: dict, runs: dict[str, RunSpec]) -> None:

@@ -34,7 +34,8 @@ CAPTIONS = {
 }
 TABLE4_COLUMNS = (("routing_entropy_bits", "Routing entropy"),
                   ("consecutive_layer_correlation", "Routing decisions correlation for consecutive layers"),
-                  ("unique_paths", "Unique paths observed"), ("effective_path_space", "Effective path space $2^H$"))
+                  ("unique_paths", "Unique paths observed"), ("effective_path_space", "Effective path space $2^H$"),
+                  ("num_tokens", "Held-out tokens analysed"))
 
 
 def render_table(name: str, spec: ReportSpec, records: pd.DataFrame, out_dir: Path, runs_dir: Path,
@@ -148,14 +149,16 @@ def _table4(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
             per_seed.append({"routing_entropy_bits": float(d["routing_entropy_bits"]),
                              "consecutive_layer_correlation": 100.0 * float(d["consecutive_layer_correlation"]),
                              "unique_paths": float(d["unique_paths"]),
-                             "effective_path_space": float(d["effective_path_space"])})
+                             "effective_path_space": float(d["effective_path_space"]),
+                             "num_tokens": float(d["num_tokens"])})
         cells[row.label] = {k: mean_ci([s[k] for s in per_seed]) for k, _ in TABLE4_COLUMNS}
     columns = [k for k, _ in TABLE4_COLUMNS]
     data = _json_skeleton(spec, "table4", columns, dict(TABLE4_COLUMNS), cells)
     systems = list(cells)
     tab = Tabular("table4", caption, "l" + "r" * len(systems), [[escape(spec.row_header("table4")[0])] + [escape(s) for s in systems]])
     show = {"routing_entropy_bits": lambda v: f"{v:.2f} bits", "consecutive_layer_correlation": lambda v: f"{v:.1f}\\%",
-            "unique_paths": lambda v: f"{v:,.0f}", "effective_path_space": lambda v: f"{v:,.0f}"}
+            "unique_paths": lambda v: f"{v:,.0f}", "effective_path_space": lambda v: f"{v:,.0f}",
+            "num_tokens": lambda v: f"{v:,.0f}"}
     for key, label in TABLE4_COLUMNS:
         tab.add_row([label] + [MISSING if cells[s][key].mean is None else show[key](cells[s][key].mean) for s in systems])
     return data, tab.render()

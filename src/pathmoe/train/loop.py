@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pathmoe.io import atomic_write_json, read_json
 from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exports, prune_exports,
-                                      reset_if_config_changed, rng_state, set_rng_state)
+                                      reset_if_state_changed, rng_state, set_rng_state, state_change)
 from pathmoe.train.distenv import init_distributed, setup_dist_env
 from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.measure import Throughput, peak_mem_gib
@@ -104,8 +104,14 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     spec = parse_train_spec(rc["train"])
     run_dir, data_dir = Path(rc["run_dir"]), Path(rc["data_dir"])
     summary_path = run_dir / "train_summary.json"
-    if summary_path.exists():
-        return read_json(summary_path)  # finished run: training is idempotent
+    from pathmoe.data import dataset_identity
+
+    data_id = dataset_identity(data_dir)
+    # Read-only and on every rank, before any process group: a refusal (train.on_data_change:
+    # refuse) stops all ranks alike instead of leaving the others waiting at a barrier.
+    changed = state_change(run_dir, rc, data_id)
+    if summary_path.exists() and changed is None:
+        return read_json(summary_path)  # finished run on the same spec and data: training is idempotent
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
     device = _device(spec)
@@ -116,7 +122,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)  # the peak reported is this run's
     ds_config = build_ds_config(spec, world)
     if rank == 0:
-        reset_if_config_changed(run_dir, rc)
+        reset_if_state_changed(run_dir, rc, data_id)
         if not (run_dir / "train_config.json").exists():  # a run started outside the DAG
             atomic_write_json(run_dir / "train_config.json", rc)
     _barrier()
