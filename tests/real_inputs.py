@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from pathmoe.data import generate_documents
 
 EOS = "<|endoftext|>"
@@ -107,3 +110,25 @@ def write_task_dir(folder: Path, rows: list[dict]) -> Path:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "lab_mc.yaml").write_text(TASK_YAML.replace("@DATA@", str(data)))
     return folder
+
+
+def direct_mc_scores(model, tokenizer, rows: list[dict], max_length: int) -> tuple[float, float]:
+    """acc and acc_norm of a multiple-choice task from the model's own log-likelihoods: each answer
+    " choice" scored after its context (cut from the left to the last max_length tokens fed)."""
+    correct = correct_norm = 0
+    for row in rows:
+        scores = []
+        for choice in row["choices"]:
+            whole = tokenizer.encode(row["question"] + " " + choice, add_special_tokens=False)
+            n_ctx = len(tokenizer.encode(row["question"], add_special_tokens=False))
+            n_cont = len(whole) - n_ctx
+            window = whole[-(max_length + 1):]
+            x = torch.tensor([window[:-1]])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(x).logits.float()[0], -1)  # [T, V]
+            targets = torch.tensor(window[-n_cont:])
+            ll = float(logp[-n_cont:].gather(1, targets[:, None]).sum())
+            scores.append((ll, ll / len(choice)))  # lm-eval's acc_norm: per character of the choice
+        correct += int(np.argmax([s[0] for s in scores]) == row["label"])
+        correct_norm += int(np.argmax([s[1] for s in scores]) == row["label"])
+    return correct / len(rows), correct_norm / len(rows)

@@ -22,7 +22,7 @@ from pathmoe.config import ConfigError, load_experiment
 from pathmoe.data import (build_tokenizer, dataset_identity, fetch_documents, iter_documents, load_tokenizer,
                           prepare_dataset, tokenize_to_shards, validate_dataset_config)
 from pathmoe.data import shards as shards_mod
-from real_inputs import EOS, SPECIALS, mc_examples, train_tokenizer_json, write_corpus, write_task_dir
+from real_inputs import EOS, direct_mc_scores, mc_examples, train_tokenizer_json, write_corpus, write_task_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -278,28 +278,6 @@ def _tiny_model(vocab_size: int, max_seq_len: int):
     torch.manual_seed(0)
     return PathMoEForCausalLM(PathMoEConfig(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
                                             n_experts=4, top_k=2, expert_hidden=32, max_seq_len=max_seq_len)).eval()
-
-
-def direct_mc_scores(model, tokenizer, rows: list[dict], max_length: int) -> tuple[float, float]:
-    """acc and acc_norm of a multiple-choice task from the model's own log-likelihoods: each answer
-    " choice" scored after its context (cut from the left to the last max_length tokens fed)."""
-    correct = correct_norm = 0
-    for row in rows:
-        scores = []
-        for choice in row["choices"]:
-            whole = tokenizer.encode(row["question"] + " " + choice, add_special_tokens=False)
-            n_ctx = len(tokenizer.encode(row["question"], add_special_tokens=False))
-            n_cont = len(whole) - n_ctx
-            window = whole[-(max_length + 1):]
-            x = torch.tensor([window[:-1]])
-            with torch.no_grad():
-                logp = torch.log_softmax(model(x).logits.float()[0], -1)  # [T, V]
-            targets = torch.tensor(window[-n_cont:])
-            ll = float(logp[-n_cont:].gather(1, targets[:, None]).sum())
-            scores.append((ll, ll / len(choice)))  # lm-eval's acc_norm: per character of the choice
-        correct += int(np.argmax([s[0] for s in scores]) == row["label"])
-        correct_norm += int(np.argmax([s[1] for s in scores]) == row["label"])
-    return correct / len(rows), correct_norm / len(rows)
 
 
 def test_lm_eval_task_with_an_overlong_answer_is_scored_without_it(tmp_path, tokenizer_json):
