@@ -106,6 +106,8 @@ def test_empty_or_missing_files_fail_at_config_load(tmp_path):
         validate_dataset_config(_local([tmp_path / "c" / "*.jsonl"]))
     with pytest.raises(FileNotFoundError, match="tokenizer.name '.*/nope/tokenizer.json': no such file"):
         validate_dataset_config(_local([good], {"kind": "hf", "name": str(tmp_path / "nope" / "tokenizer.json")}))
+    with pytest.raises(FileNotFoundError, match="source.path '/.*/hub_copy': no such folder"):
+        validate_dataset_config({"source": {"kind": "hf", "path": str(tmp_path / "hub_copy")}})
     (tmp_path / "tokdir").mkdir()
     with pytest.raises(ValueError, match="holds neither tokenizer.json nor tokenizer_config.json"):
         validate_dataset_config(_local([good], {"kind": "hf", "name": str(tmp_path / "tokdir")}))

@@ -1,7 +1,8 @@
 """The local files a dataset config names: found, checked and listed before any job runs.
 
 A dataset reads local files from two places: `source.paths` (files and globs of a `local` source)
-and `tokenizer.name` when it points at a `tokenizer.json` file or a folder instead of a hub name.
+and `tokenizer.name` when it points at a `tokenizer.json` file or a folder instead of a hub name
+(an `hf` source's `path` that can only be a local folder must exist too).
 Config validation checks every one of them here (it exists, is readable, is not empty, has a
 supported suffix), so a typo fails at parse time with the file's name instead of deep inside a
 job after Snakemake already removed that job's old outputs. The Snakefile lists the same files as
@@ -107,3 +108,8 @@ def check_dataset_paths(cfg: dict[str, Any]) -> None:
     """Raise a one-line error naming the first local file of the config that is missing or unusable."""
     source_input_files(cfg)
     tokenizer_input_files(cfg)
+    src = cfg["source"]
+    if src["kind"] == "hf" and not os.path.exists(os.path.expanduser(src["path"])) and (
+            _looks_like_path(src["path"]) or not HUB_NAME.match(src["path"])):
+        raise FileNotFoundError(f"source.path {src['path']!r}: no such folder (give a hub dataset name like "
+                                "'org/name' or a local dataset folder)")

@@ -107,16 +107,33 @@ def _checked_hflm(hflm_class: Any) -> Any:
     return CheckedHFLM
 
 
-def _probe(lm: Any, group: list[str], shots: int | None, limit: int | float | None, tm: Any) -> tuple[dict, dict]:
+# Probe results by (tasks, shots, limit, task folders' content, context length, tokenizer): an eval
+# job scores every export of a run with the same tokenizer and tasks, so the requests are measured once.
+_PROBED: dict[tuple, tuple[dict, dict]] = {}
+
+
+def _tokenizer_key(lm: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(lm.tokenizer.backend_tokenizer.to_str().encode()).hexdigest() + f"/{lm.add_bos_token}"
+
+
+def _probe(lm: Any, group: list[str], shots: int | None, limit: int | float | None, tm: Any,
+           folders: list) -> tuple[dict, dict]:
     """Fit of every document of `group` to the model's context, from a scoring-free lm-eval pass."""
     import lm_eval
 
+    from pathmoe.audit.hashing import hash_path
     from pathmoe.eval.fit import RequestProbe
 
-    probe = RequestProbe(lm)
-    out = lm_eval.simple_evaluate(model=probe, tasks=group, num_fewshot=shots, limit=limit, task_manager=tm,
-                                  log_samples=False, bootstrap_iters=0)
-    return dict(probe.fits), dict(out.get("group_subtasks") or {})
+    contents = tuple(hash_path(f)["sha256"] for f in folders)
+    key = (tuple(group), shots, limit, contents, lm.max_length, _tokenizer_key(lm))
+    if key not in _PROBED:
+        probe = RequestProbe(lm)
+        out = lm_eval.simple_evaluate(model=probe, tasks=group, num_fewshot=shots, limit=limit, task_manager=tm,
+                                      log_samples=False, bootstrap_iters=0)
+        _PROBED[key] = (dict(probe.fits), dict(out.get("group_subtasks") or {}))
+    return _PROBED[key]
 
 
 def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int] | None = None,
@@ -152,7 +169,7 @@ def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int]
         groups.setdefault(num_fewshot.get(task), []).append(task)
     rows: list[dict] = []
     for shots, group in groups.items():
-        fits, group_subtasks = _probe(lm, group, shots, limit, tm)
+        fits, group_subtasks = _probe(lm, group, shots, limit, tm, folders)
         check_not_all_skipped(fits, lm.max_length)
         samples = None
         if any(fit.skipped for fit in fits.values()):
