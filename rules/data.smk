@@ -48,16 +48,21 @@ def raw_files(wildcards):
     return " ".join(f"{data_dir(wildcards)}/raw/{split}.jsonl" for split in ("train", "val"))
 
 
+def trains_bpe(wildcards):
+    return EXP.dataset_config(wildcards.dataset)["tokenizer"]["kind"] == "bpe"
+
+
 rule build_tokenizer:
+    # a bpe tokenizer trains on raw/train.jsonl; a hf one reads only its local files, if any
     input:
         cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
-        raw=f"{OUT}/data/{{dataset}}/raw/manifest.json",
+        raw=lambda wc: f"{data_dir(wc)}/raw/manifest.json" if trains_bpe(wc) else [],
         local=lambda wc: tokenizer_input_files(EXP.dataset_config(wc.dataset)),
     output:
         update(directory(f"{OUT}/data/{{dataset}}/tokenizer")),
     params:
         out=data_dir,
-        reads=lambda wc: f"{data_dir(wc)}/raw/train.jsonl",
+        reads=lambda wc: f"{data_dir(wc)}/raw/train.jsonl" if trains_bpe(wc) else "",
     shell:
         recorded("pathmoe data tokenizer --dataset-config {input.cfg} --out {params.out}",
                  deterministic=True, reads="{params.reads}") + " && touch {output}"
