@@ -22,9 +22,9 @@ from pathmoe.eval.checkpoint import check_export, eval_dtype, list_exports, load
 from pathmoe.eval.harness import check_tasks, run_tasks
 from pathmoe.eval.metrics import OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
 from pathmoe.eval.offline import build_counts, build_offline_tasks
-from pathmoe.eval.task_dirs import check_task_dirs
 from pathmoe.eval.perplexity import validation_perplexity
 from pathmoe.eval.records import RUN_KEYS, select_checkpoint, to_frame, training_rows, write_csv
+from pathmoe.eval.task_dirs import check_task_dirs
 from pathmoe.io import atomic_write_json, read_json
 
 # The eval settings that change a checkpoint's numbers (device and batch_size only change speed;
