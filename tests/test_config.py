@@ -46,6 +46,7 @@ def test_restricted_run_makes_its_source_export_the_step():
     init = exp.run_config("pathb8_top10_s0")["init_from"]
     assert init["checkpoint"].endswith("runs/pathb8_s0/hf/step_20")
     assert init["restrict_top_paths"] == 10
+    assert init["step"] == 20  # the continuation's data stream starts where the source's export was taken
     assert 20 in exp.runs["pathb8_s0"].train["export_steps"]
     assert exp.source_run("pathb8_top10_s0") == "pathb8_s0"
 

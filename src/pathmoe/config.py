@@ -91,6 +91,7 @@ class RunSpec:
             src = f"{self.init_from['run']}_s{self.seed}"
             init = {
                 "checkpoint": str(output_dir / "runs" / src / "hf" / f"step_{self.init_from['step']}"),
+                "step": self.init_from["step"],  # the source's step: the data stream continues from it
                 "restrict_top_paths": self.init_from.get("restrict_top_paths"),
                 "path_tokens": self.init_from.get("path_tokens", 20_000),
             }
