@@ -244,6 +244,49 @@ def test_table5_and_table9(env):
     assert "person\\_names & Lexical & Andrea, John" in tex and "adverbs\\_other & Pattern & Words ending in -ly" in tex
 
 
+# The paper's Table 9 examples of every Lexical row (Appendix C.4), transcribed.
+PAPER_TABLE9_EXAMPLES = {
+    "person_names": "Andrea, Richard, Oprah, Mary, John, Elizabeth",
+    "titles_roles": "secretary, minister, commander, winner, professor, CEO",
+    "speech_verbs": "said, explained, told, asked, claimed, announced",
+    "adverbs_discourse": "especially, actually, particularly, however, therefore",
+    "adverbs_manner": "quickly, carefully, successfully, directly, properly",
+    "adverbs_time": "now, today, recently, always, sometimes, currently",
+    "nationalities": "American, British, Chinese, European, Japanese",
+    "temporal_words": "Monday, January, morning, year, summer, afternoon",
+    "prepositions": "in, on, at, to, for, with, by, from, about",
+    "conjunctions": "and, or, but, because, although, while, if",
+    "determiners": "the, a, an, this, that, some, every, each",
+    "pronouns": "he, she, they, it, who, someone, anybody",
+    "quantifiers": "all, many, most, million, percent, several",
+    "common_verbs": "is, have, go, make, take, know, said, get",
+    "adjectives": "good, new, important, political, economic, public",
+}
+
+
+def test_table9_prints_every_example_the_paper_lists(tmp_path):
+    spec = parse_report_spec({"tables": {"table9": {}}}, set())
+    paths = render_table("table9", spec, pd.DataFrame(), tmp_path, tmp_path, {})
+    tex = paths[0].read_text()
+    for name, examples in PAPER_TABLE9_EXAMPLES.items():
+        assert f"{name.replace('_', chr(92) + '_')} & Lexical & {examples} " in tex, name
+
+
+def test_table5_prints_the_papers_dataset_and_tokenizer_names(tmp_path, monkeypatch):
+    from pathmoe.config import load_experiment
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "paper-0.9b.yaml")
+    assert exp.datasets["fineweb"].get("label") is None  # a printed name, not part of the data's config
+    spec = ReportSpec.from_json(exp.report.to_json())
+    runs = tmp_path / "runs"
+    for run in ("indep_s0", "indep_16b_s0"):
+        atomic_write_json(runs / run / "run_config.json", exp.run_config(run))
+    monkeypatch.setattr(hyperparams, "parameter_counts", lambda m: {"total": 1, "active": 1})
+    rows = json.loads(render_table("table5", spec, pd.DataFrame(), tmp_path, runs, {})[1].read_text())["rows"]
+    assert (rows["0.9B Model"]["Dataset"], rows["16B Model"]["Dataset"]) == ("Fineweb-100B", "DCLM-Pro")
+    assert (rows["0.9B Model"]["Tokenizer"], rows["16B Model"]["Tokenizer"]) == ("Llama 2 (32k)", "GPT-NeoX-20B")
+
+
 def test_table6_head_cells(env):
     spec, records, runs, out = env
     tex = render_table("table6", spec, records, out, runs, load_reference())[0].read_text()

@@ -44,6 +44,8 @@ RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
     "analysis": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
 }
+# Keys of a `datasets:` entry that only name it in reports (Table 5: "Fineweb-100B", "Llama 2 (32k)").
+DATASET_NAME_KEYS = ("label", "tokenizer_label")
 # Run-spec sections only the stages after training read (see Experiment.train_config).
 POST_TRAINING_KEYS = ("eval", "analysis")
 COST_DEFAULTS: dict[str, Any] = {"gpu_flops": 989e12, "mfu": 0.35}
@@ -216,8 +218,13 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
 
     from pathmoe.data import validate_dataset_config
 
-    datasets = {}
+    datasets, dataset_names = {}, {}
     for name, dcfg in cfg["datasets"].items():
+        # printed names (Table 5) are report settings: kept out of the data stage's config and hashes
+        dataset_names[name] = {k: dcfg.pop(k) for k in DATASET_NAME_KEYS if k in dcfg}
+        for key, value in dataset_names[name].items():
+            if not isinstance(value, str) or not value:
+                _fail(f"datasets.{name}.{key}={value!r} is not allowed; allowed: a non-empty string")
         try:
             datasets[name] = validate_dataset_config(dcfg)
         except (ValueError, FileNotFoundError) as exc:
@@ -285,7 +292,8 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         from pathmoe.report import parse_report_spec
 
         try:
-            exp.report = parse_report_spec(cfg["report"], set(runs), run_groups=base_runs)
+            exp.report = parse_report_spec(cfg["report"], set(runs), run_groups=base_runs,
+                                           dataset_names={k: v for k, v in dataset_names.items() if v})
         except ValueError as exc:
             _fail(str(exc))
     return exp

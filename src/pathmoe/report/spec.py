@@ -70,6 +70,8 @@ class ReportSpec:
     figures: dict[str, dict[str, Any]]
     run_groups: dict[str, list[str]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # dataset key -> {"label": paper name, "tokenizer_label": printed tokenizer} (Table 5)
+    dataset_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def seed_runs(self, base: str) -> list[str]:
         """Run names (one per seed) that a row naming `base` aggregates over."""
@@ -104,7 +106,8 @@ class ReportSpec:
         return [_task(t, f"report.tables.{table}.extra_columns") for t in cfg.get("extra_columns", default)]
 
     def to_json(self) -> str:
-        return json.dumps(self.raw | {"run_groups": self.run_groups}, indent=2, sort_keys=True)
+        return json.dumps(self.raw | {"run_groups": self.run_groups, "dataset_names": self.dataset_names},
+                          indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "ReportSpec":
@@ -140,13 +143,15 @@ def load_schema() -> dict[str, Any]:
 
 
 def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
-                      run_groups: Mapping[str, Sequence[str]] | None = None) -> ReportSpec:
+                      run_groups: Mapping[str, Sequence[str]] | None = None,
+                      dataset_names: Mapping[str, Mapping[str, str]] | None = None) -> ReportSpec:
     """Validate the report section; raise ValueError with one line naming the bad key.
 
     `run_names`: every run the experiment defines (base names and/or seed-expanded names);
     None skips the check (used when re-reading an already validated spec). `run_groups`: base run
     -> its seed runs, as the config stage expanded them; merged over the section's own
-    `run_groups` so rows can name the base run.
+    `run_groups` so rows can name the base run. `dataset_names`: each dataset's printed names
+    (`datasets.<name>.label` / `tokenizer_label` of the experiment config), merged likewise.
     """
     if not isinstance(report_cfg, dict):
         raise ValueError(f"report: expected a mapping, got {type(report_cfg).__name__}")
@@ -178,7 +183,9 @@ def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
         raise ValueError("report.tasks_16b: required by table2 (list of {task, metric, label, category})")
     return ReportSpec(tasks=tasks, tasks_16b=[_task(t, "report.tasks_16b") for t in report_cfg.get("tasks_16b", [])],
                       tables=dict(tables), figures=dict(report_cfg.get("figures", {})),
-                      run_groups=groups, raw={k: v for k, v in report_cfg.items() if k != "run_groups"})
+                      run_groups=groups, raw={k: v for k, v in report_cfg.items() if k not in ("run_groups", "dataset_names")},
+                      dataset_names={k: dict(v) for k, v in {**report_cfg.get("dataset_names", {}),
+                                                              **(dataset_names or {})}.items()})
 
 
 def _check_table(name: str, cfg: dict[str, Any], known: set[str] | None) -> None:
