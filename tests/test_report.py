@@ -109,6 +109,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cats = types.ModuleType("pathmoe.analysis.categories")
     cats.CATEGORY_TABLE = [{"name": "person_names", "type": "Lexical", "examples": ["Andrea", "John"], "rule": "name list"},
                            {"name": "adverbs_other", "type": "Pattern", "examples": ["slowly"], "rule": "Words ending in -ly"}]
+    cats.OTHER = "other"
+    cats.CATEGORIES = [c["name"] for c in cats.CATEGORY_TABLE] + ["other"]
     monkeypatch.setitem(sys.modules, "pathmoe.analysis.categories", cats)
     spec = parse_report_spec(report_cfg(), RUNS)
     return spec, make_records(), runs, tmp_path / "reports"
@@ -372,6 +374,73 @@ def test_fig5_reads_only_the_first_seed(env):
     cfg["figures"]["fig5"]["rows"] = [{"label": "Indep", "run": "indep"}]
     pdf, _ = render_figure("fig5", parse_report_spec(cfg, RUNS), records, runs, out)
     assert pdf.read_bytes()[:4] == b"%PDF"
+
+
+def _render_all(spec, records, runs, out):
+    for name in spec.figures:
+        render_figure(name, spec, records, runs, out / "figures")
+    for name in spec.tables:
+        render_table(name, spec, records, out / "tables", runs, load_reference())
+    return out
+
+
+def test_fig3_caption_names_the_tasks_it_plots(env):
+    spec, records, runs, out = env
+    from pathmoe.report.document import figure_caption
+
+    assert figure_caption("fig3", spec) == "hella and arc_e accuracy over training, with and without the load balancing loss."
+    cfg = report_cfg()
+    cfg["figures"]["fig3"]["tasks"] = ["boolq", "arc_easy", "winogrande"]  # labels from report.tasks, else the name
+    assert figure_caption("fig3", parse_report_spec(cfg, RUNS)).startswith("boolq, arc_e and winogrande accuracy")
+    write_document(parse_report_spec(cfg, RUNS), _render_all(spec, records, runs, out))
+    assert "- `fig3`: boolq, arc_e and winogrande accuracy over training" in (out / "summary.md").read_text()
+
+
+def test_fig5_gives_every_category_its_own_distinct_colour(env):
+    """All 24 categories in one figure: no colour is reused, and any two differ clearly (CIELAB)."""
+    from matplotlib.colors import to_rgb
+
+    from pathmoe.report import figures
+
+    spec, records, runs, out = env
+    cats_module = sys.modules["pathmoe.analysis.categories"]
+    cats_module.CATEGORIES = [f"cat{i:02d}" for i in range(23)] + ["other"]
+    names = cats_module.CATEGORIES
+    paths = [{"path": [i, 0, 0, 0], "count": 10, "categories": {c: 1 / 6 for c in names[i::4]}} for i in range(4)]
+    atomic_write_json(runs / "pathb4" / "analysis" / "specialization.json", {"mean_concentration": 0.5, "paths": paths})
+    cfg = report_cfg()
+    cfg["figures"]["fig5"] = {"top_paths": 4, "rows": [{"label": "PathB4", "run": "pathb4"}]}
+    spec = parse_report_spec(cfg, RUNS)
+    fig = figures._DRAWERS["fig5"](spec, records, runs, spec.figure_rows("fig5"), spec.figure("fig5"))
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colour = {lab: to_rgb(h.patches[0].get_facecolor()) for h, lab in zip(handles, labels)}
+    assert sorted(colour) == sorted(names)
+
+    def lab(rgb):  # sRGB -> CIELAB (D65)
+        c = np.array([v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb])
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+        f = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
+             for t in xyz / np.array([0.95047, 1.0, 1.08883])]
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+    points = [lab(c) for c in colour.values()]
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(points) for b in points[i + 1:])
+    assert closest > 20, closest
+
+
+def test_fig6_has_an_average_panel_and_one_per_task(env):
+    spec, records, runs, out = env
+    from pathmoe.report import figures
+
+    for name in ("fig6a", "fig6b"):
+        fig = figures._DRAWERS[name](spec, records, runs, spec.figure_rows(name), spec.figure(name))
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert titles == ["Average"] + [t.label for t in spec.tasks]
+        # the per-task bars are the tables' cells: PathB4's hellaswag at the selected step
+        task_ax = fig.axes[1 + [t.task for t in spec.tasks].index("hellaswag")]
+        heights = [p.get_height() for p in task_ax.patches]
+        row = [r.run for r in spec.figure_rows(name)].index("pathb4")
+        assert heights[row] == pytest.approx(36.0)
 
 
 def test_cli_table(env, tmp_path):

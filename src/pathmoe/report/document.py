@@ -11,17 +11,33 @@ from typing import Any
 
 from pathmoe.io import atomic_write_text, read_json
 from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
-from pathmoe.report.spec import FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
+from pathmoe.report.spec import FIG3_DEFAULT_TASKS, FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
 
 FIGURE_CAPTIONS = {
-    "fig3": "HellaSwag and ARC-Easy accuracy over training, with and without the load balancing loss.",
+    "fig3": "{tasks} accuracy over training, with and without the load balancing loss.",
     "fig4": "Cumulative token coverage of the top-k most frequent expert paths.",
     "fig5": "Token categories of the most frequent paths (linguistic specialisation).",
-    "fig6a": "Top-k ablation: average accuracy.",
-    "fig6b": "Block-size ablation: average accuracy.",
+    "fig6a": "Top-k ablation: average accuracy, then each task's accuracy.",
+    "fig6b": "Block-size ablation: average accuracy, then each task's accuracy.",
     "fig7": "(a) Path consistency vs window size; (b) run-length distribution of sustained expert engagement.",
     "fig8": "(a) Per-layer routing entropy; (b) perplexity degradation when expert indices are permuted with probability p.",
 }
+
+
+def figure_caption(name: str, spec: ReportSpec) -> str:
+    """A figure's caption: the config's own, else the default naming what the figure shows.
+
+    Fig 3's names the tasks it plots (their `report.tasks` labels), whatever the config uses.
+    """
+    cfg = spec.figures[name]
+    if "caption" in cfg:
+        return cfg["caption"]
+    if name == "fig3":
+        labels = {t.task: t.label for t in spec.tasks}
+        names = [labels.get(t, t) for t in cfg.get("tasks", FIG3_DEFAULT_TASKS)]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return FIGURE_CAPTIONS[name].format(tasks=joined)
+    return FIGURE_CAPTIONS[name]
 
 
 def write_document(spec: ReportSpec, out_dir: Path) -> Path:
@@ -38,7 +54,7 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"report document: {p} missing (render it first)")
     comparisons = [t for t in tables if t in TABLES_WITH_REFERENCE]
-    captions = {f: spec.figures[f].get("caption", FIGURE_CAPTIONS[f]) for f in figures}  # plain text
+    captions = {f: figure_caption(f, spec) for f in figures}  # plain text
     figs = [{"name": f, "caption": escape(captions[f])} for f in figures]
     tex = out_dir / "pathmoe_report.tex"
     atomic_write_text(tex, render_template("report.tex.j2", tables=tables, figures=figs, comparisons=comparisons))

@@ -19,6 +19,7 @@ import yaml
 
 TABLES = tuple(f"table{i}" for i in range(1, 10))
 FIGURES = ("fig3", "fig4", "fig5", "fig6a", "fig6b", "fig7", "fig8")
+FIG3_DEFAULT_TASKS = ("hellaswag", "arc_easy")  # the paper's Fig 3, when `figures.fig3.tasks` is absent
 # Tables the paper reports numbers for (they also get a <name>_vs_paper.tex comparison).
 TABLES_WITH_REFERENCE = ("table1", "table2", "table3", "table4", "table6", "table7", "table8")
 # Tables/figures whose rows are not runs (table9 is generated from the category classifier).
