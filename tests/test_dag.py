@@ -25,7 +25,8 @@ def dry_run(*args: str) -> tuple[dict[str, int], str, float]:
 
 def test_default_config_plans_every_artifact():
     counts, _, _ = dry_run("all")
-    assert counts["train"] == 27 and counts["eval"] == 27 and counts["run_config"] == 27
+    # 27 runs, 24 trainings: pathb1 = indep_nolbl, and on 8 layers pathb8 = pathmoe, alt_pathb8 = alt_pathmoe
+    assert counts["train"] == 24 and counts["eval"] == 27 and counts["run_config"] == 27
     assert counts["tokenize"] == 2  # built-in corpus + its DCLM-Pro stand-in
     assert counts["table_with_reference"] == 7 and counts["table_plain"] == 2  # tables 1-9
     assert counts["figure"] == 7  # figs 3, 4, 5, 6a, 6b, 7, 8
@@ -35,17 +36,17 @@ def test_default_config_plans_every_artifact():
 
 def test_one_table_needs_only_its_runs():
     counts, _, _ = dry_run("reports/tables/table1.tex")
-    assert counts["train"] == 9 and counts["eval"] == 9  # the 9 systems of Table 1
+    assert counts["train"] == 8 and counts["eval"] == 9  # the 9 systems of Table 1 (PathB8 = PathMoE on 8 layers)
     assert "figure" not in counts and "traces" not in counts
     counts, _, _ = dry_run("reports/tables/table3.tex")
-    assert counts["train"] == 5  # PathB8 (source of the early paths) + top-10/100/500/all continuations
+    assert counts["train"] == 5  # PathB8 (trained as PathMoE: the source of the early paths) + 4 continuations
     counts, _, _ = dry_run("reports/tables/table4.tex")
     assert counts["train"] == 2 and counts["analyze_traces"] == 2 and "robustness" not in counts
 
 
 def test_paper_config_plans_whole_reproduction_fast():
     counts, _, elapsed = dry_run("all", "--configfile", "configs/paper-0.9b.yaml")
-    assert counts["train"] == 29  # Tables 1, 2, 3, 6, 7, 8 and Figs 3, 6
+    assert counts["train"] == 28 and counts["eval"] == 29  # Tables 1, 2, 3, 6, 7, 8, Figs 3, 6; PathB1 = Indep LBL 0
     assert counts["tokenize"] == 2  # FineWeb and DCLM-Pro
     assert elapsed < 10, f"planning took {elapsed:.1f} s"
 
