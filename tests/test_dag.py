@@ -31,7 +31,7 @@ def test_default_config_plans_every_artifact():
     assert counts["table_with_reference"] == 7 and counts["table_plain"] == 2  # tables 1-9
     assert counts["figure"] == 7  # figs 3, 4, 5, 6a, 6b, 7, 8
     assert counts["traces"] == 2 and counts["analyze_traces"] == 8 and counts["robustness"] == 2
-    assert counts["document"] == 1
+    assert counts["document"] == 1 and counts["headlines"] == 1  # the text's headline numbers vs ours
 
 
 def test_one_table_needs_only_its_runs():
