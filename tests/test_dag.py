@@ -126,3 +126,35 @@ def test_dry_run_prints_gpu_hour_estimate():
     # the plan's total line (tokens, GPU-hours), not the job-stats table's "total <jobs>"
     total = [line for line in out.splitlines() if line.startswith("total") and len(line.split()) == 3]
     assert total and float(total[0].split()[-1]) > 1000  # the paper's runs are thousands of GPU-hours
+
+
+def test_small_replication_config_validates_and_plans_its_dag():
+    """configs/small.yaml, planned with the exact command of docs/results-small.md: every system of
+    the replication with 3 seeds, their analyses for the per-metric statistics, and the report."""
+    import shlex
+
+    import yaml
+
+    from pathmoe.config import load_experiment
+
+    exp = load_experiment(ROOT / "configs" / "small.yaml")
+    bases = {"indep", "indep_nolbl", "indep_lblsum", "pathb4", "pathb4_lbl", "pathmoe"}
+    assert set(exp.base_runs) == bases and all(len(runs) >= 3 for runs in exp.base_runs.values())
+    lbl = {base: exp.runs[f"{base}_s0"].model.get("lbl_coef") for base in bases}
+    assert lbl == {"indep": 0.01, "indep_nolbl": 0.0, "indep_lblsum": 0.01, "pathb4": 0.0, "pathb4_lbl": 0.01, "pathmoe": 0.0}
+    assert exp.runs["pathmoe_s0"].model["block_size"] == exp.runs["pathmoe_s0"].model["n_layers"]
+    assert exp.runs["indep_lblsum_s0"].model["lbl_reduction"] == "sum"
+    ev = exp.runs["indep_s0"].eval
+    assert ev["offline_examples"] >= 1000 and ev["ppl_tokens"] >= 100_000
+    assert exp.trained_runs == list(exp.runs)  # no two runs share a training here
+    assert exp.report.stats["reference"] == "indep"
+    # the page's command, planned as a dry run
+    page = (ROOT / "docs" / "results-small.md").read_text()
+    command = next(line.strip() for line in page.splitlines() if line.strip().startswith("snakemake --configfile configs/small.yaml"))
+    argv = shlex.split(command)
+    counts, _, elapsed = dry_run(*argv[1:])
+    assert counts["train"] == 18 and counts["eval"] == 18 and counts["tokenize"] == 1
+    assert counts["traces"] == 18 and counts["robustness"] == 18 and counts["analyze_traces"] == 18 * 3
+    assert counts["stats"] == 1 and counts["headlines"] == 1 and counts["document"] == 1
+    assert counts["table_with_reference"] == 3 and counts["figure"] == 3  # Tables 1, 4, 6; Figs 4, 7, 8
+    assert yaml.safe_load((ROOT / "configs" / "small.yaml").read_text())["report_dir"] == "reports/small"
