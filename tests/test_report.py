@@ -543,6 +543,12 @@ def test_table1_shows_the_checkpoint_selection_std(env):
     assert "final 5 checkpoints: 0.23 pp on average (paper: 0.28\\%)" in tex_path.read_text()
     md = "\n".join(markdown_table("table1", data))
     assert "final 5 checkpoints (pp): Indep-MoE 0.30; X-MoE 0.10; PathB4-MoE 0.30" in md
+    # a run that exported one checkpoint has no selection spread: not a 0.00
+    for run in RUNS:
+        atomic_write_json(runs / run / "eval" / "selected.json", {"step": SELECTED, "std_final5": 0.0, "candidates": [SELECTED]})
+    tex_path, json_path, _ = render_table("table1", spec, records, out, runs, load_reference())
+    assert set(json.loads(json_path.read_text())["std_final5"].values()) == {None}
+    assert "final 5 checkpoints" not in tex_path.read_text()
 
 
 def _seed_records(values: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
@@ -599,3 +605,24 @@ def test_stats_mean_ci_and_paired_difference_per_metric(tmp_path):
     with pytest.raises(ValueError, match=r"report.stats.rows\[0\].vs: unknown run 'nosuch'"):
         parse_report_spec({**cfg, "stats": {"rows": [{"label": "x", "run": "pathb4", "vs": "nosuch"}]}},
                           set(records["run"]), run_groups=groups)
+
+
+def test_table4_and_fig7_show_the_spread_over_seeds(env):
+    """Rows with several seeds: Table 4 prints the 95% CI half-width, Fig 7 a shaded CI band."""
+    from pathmoe.report import figures
+
+    spec, records, runs, out = env
+    cfg = report_cfg()
+    cfg["tables"]["table4"]["rows"] = [{"label": "PathB4-MoE", "run": "pathb4"}, {"label": "Indep-MoE", "run": "indep"}]
+    cfg["figures"]["fig7"]["rows"] = [{"label": "Indep", "run": "indep"}]
+    spec = parse_report_spec(cfg, RUNS)
+    tex = render_table("table4", spec, records, out, runs, load_reference())[0].read_text()
+    ci = stats.t.ppf(0.975, 1) * np.std([3.0, 4.0], ddof=1) / np.sqrt(2)  # H of indep_s0, indep_s1
+    assert f"3.50 bits$_{{\\pm {ci:.2f}}}$" in tex and "5.00 bits &" in tex  # one seed: no CI
+    for s in (0, 1):  # the seeds' consistency curves differ: the band has width
+        atomic_write_json(runs / f"indep_s{s}" / "analysis" / "consistency.json",
+                          {"windows": [2, 3, 4], "path_consistency": [0.5 + s / 10] * 3,
+                           "run_lengths": {"length": [1, 2], "fraction": [0.6 + s / 10, 0.4 - s / 10]}})
+    fig = figures._DRAWERS["fig7"](spec, records, runs, spec.figure_rows("fig7"), spec.figure("fig7"))
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() < 0.55 - 0.3 and band.max() > 0.55 + 0.3  # mean 0.55 ± t * sd / sqrt(2) = ± 0.64

@@ -95,19 +95,21 @@ def selection_std(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | None
 
     The spread checkpoint selection chooses from (the paper: 0.28%), from eval/selected.json's
     `std_final5`, else the eval stage's own `select_checkpoint` on the records; mean ± CI over seeds.
+    Undefined (None) for a run that exported a single checkpoint.
     """
     from pathmoe.eval.records import select_checkpoint
 
     vals = []
     for run in spec.seed_runs(base):
-        sel = Path(runs_dir) / run / "eval" / "selected.json" if runs_dir is not None else None
-        if sel is not None and sel.is_file():
-            std = read_json(sel).get("std_final5")
-        else:
-            try:
-                std = select_checkpoint(run_records(records, run, context))["std_final5"]
-            except ValueError:
-                std = None
+        path = Path(runs_dir) / run / "eval" / "selected.json" if runs_dir is not None else None
+        try:
+            sel = read_json(path) if path is not None and path.is_file() else select_checkpoint(
+                run_records(records, run, context))
+        except ValueError:  # no accuracy records to select from
+            sel = {}
+        std = sel.get("std_final5")
+        if len(sel.get("candidates", [None, None])) < 2:  # one checkpoint: no spread to report
+            std = None
         vals.append(math.nan if std is None else 100.0 * float(std))
     return mean_ci(vals)
 
