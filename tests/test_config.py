@@ -217,3 +217,10 @@ def test_identical_training_specs_train_once():
     # any difference in what is trained (here the seed) keeps runs apart
     seeds = load_experiment(DEFAULT, overrides={"runs": {"pathb1": {"seeds": [1]}}})
     assert seeds.train_run("pathb1_s1") == "pathb1_s1"
+
+
+def test_runs_with_lbl_carry_the_lbl_reduction_in_their_spec():
+    """The reduction changes what an LBL run learns, so the resolved spec (and state hash) names it."""
+    exp = load_experiment(DEFAULT)
+    assert exp.run_config("indep_s0")["model"]["lbl_reduction"] == "mean"
+    assert "lbl_reduction" not in exp.run_config("pathb4_s0")["model"]  # no LBL: the reduction is moot

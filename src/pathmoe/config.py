@@ -206,6 +206,9 @@ def _resolve_model(base: str, scale: str, variant_name: str, scale_model: dict, 
     model = deep_merge(model, override)
     if model.get("block_size") == "all":
         model["block_size"] = model.get("n_layers")
+    if model.get("lbl_coef", MODEL_DEFAULTS["lbl_coef"]) and "lbl_reduction" not in model:
+        # how the loss is reduced changes what a run with LBL learns: part of its identity (state hash)
+        model["lbl_reduction"] = MODEL_DEFAULTS["lbl_reduction"]
     probe = {**MODEL_DEFAULTS, **model}
     if probe.get("vocab_size") is None:
         probe["vocab_size"] = 2  # resolved from the tokenizer at train time; any size validates the rest
