@@ -19,6 +19,8 @@ except ConfigError as exc:
 OUT = str(EXP.output_dir)
 REPORTS = str(EXP.report_dir)
 RUNS = list(EXP.runs)
+# Runs with identical training specs share one training (pathmoe.config): only these train.
+TRAINED_RUNS = EXP.trained_runs
 DATASETS = list(EXP.datasets)
 
 wildcard_constraints:

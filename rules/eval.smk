@@ -9,7 +9,8 @@ def eval_inputs(wildcards):
     spec = EXP.runs[wildcards.run]
     inputs = {
         "cfg": f"{OUT}/runs/{wildcards.run}/run_config.json",
-        "summary": f"{OUT}/runs/{wildcards.run}/train_summary.json",
+        # the checkpoints of the run that trains it (itself unless its training is shared)
+        "summary": f"{OUT}/runs/{EXP.train_run(wildcards.run)}/train_summary.json",
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
     }
     if set(OFFLINE_TASKS) & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):

@@ -142,18 +142,23 @@ def _cached(path: Path, key: str) -> pd.DataFrame | None:
 
 
 def evaluate_run(run_config: dict | str | Path) -> Path:
-    """Evaluate every `<run_dir>/hf/step_*/` export; write eval/records.csv and eval/selected.json."""
+    """Evaluate every `<train_dir>/hf/step_*/` export; write `<run_dir>/eval/records.csv` and selected.json.
+
+    `train_dir` (default: `run_dir`) is where the run's training wrote its checkpoints: another run's
+    directory when two runs share one training (pathmoe.config).
+    """
     cfg = load_run_config(run_config)
     ev = eval_settings(cfg)
     resolve_device(ev["device"])  # a GPU run on a machine without one fails here, before any writing
     check_tasks(ev["all_tasks"], ev["task_dirs"])
     run_dir = Path(cfg["run_dir"])
-    exports = list_exports(run_dir)
+    train_dir = Path(cfg.get("train_dir") or run_dir)
+    exports = list_exports(train_dir)
     if not exports:
-        raise FileNotFoundError(f"no checkpoints to evaluate: {run_dir / 'hf'} has no step_<N>/ exports")
+        raise FileNotFoundError(f"no checkpoints to evaluate: {train_dir / 'hf'} has no step_<N>/ exports")
     for _, ckpt in exports:
         check_export(ckpt, Path(cfg["data_dir"]) / "tokenizer")
-    train_rows = training_rows(run_dir)  # validates train_summary.json before anything is written
+    train_rows = training_rows(train_dir)  # validates train_summary.json before anything is written
     settings = settings_key(cfg, ev)
 
     eval_dir = run_dir / "eval"
@@ -175,5 +180,5 @@ def evaluate_run(run_config: dict | str | Path) -> Path:
         frames.append(to_frame(train_rows[1], cfg, train_rows[0]))
     records = pd.concat(frames, ignore_index=True)[list(RECORD_COLUMNS)]
     out = write_csv(records, eval_dir / "records.csv")
-    atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], run_dir))
+    atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], train_dir))
     return out

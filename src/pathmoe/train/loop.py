@@ -27,7 +27,7 @@ from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
 from pathmoe.train.optim import build_optimizer
-from pathmoe.train.runspec import load_run_config
+from pathmoe.train.runspec import load_run_config, source_step
 from pathmoe.train.sampler import sample_windows
 from pathmoe.train.schedule import lr_factor
 from pathmoe.train.spec import TrainSpec, parse_train_spec
@@ -129,6 +129,8 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
 
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
+    # A continuation (Table 3) draws the windows the source run would have drawn next.
+    data_offset = source_step(rc["init_from"]) if rc.get("init_from") else 0
 
     ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank)
     start = 0
@@ -152,8 +154,8 @@ def train(run_config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
         n = step + 1  # number of optimizer steps done after this one
         log_step = n % spec.log_every == 0 or n == 1 or n == spec.steps
         lm_mean, aux_mean, grad_norm, lr, load = _train_step(
-            engine, spec, train_tokens, seed, step, accum, rank, device, hook, log_step, n_experts,
-            lambda: ckpts.latest() or "none")
+            engine, spec, train_tokens, seed, step, data_offset + step, accum, rank, device, hook, log_step,
+            n_experts, lambda: ckpts.latest() or "none")
         meter.step_done()
         bar.update(1)
         if log_step:
@@ -223,10 +225,13 @@ def _build_engine(rc: dict[str, Any], spec: TrainSpec, ds_config: dict[str, Any]
     return engine, train_tokens, hook
 
 
-def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int, accum: int, rank: int,
-                device: torch.device, hook: Any, log_step: bool, n_experts: int,
+def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int, data_step: int, accum: int,
+                rank: int, device: torch.device, hook: Any, log_step: bool, n_experts: int,
                 last_good: Any) -> tuple[float, float, float | None, float, dict[str, list] | None]:
     """One optimizer step over `accum` micro-batches -> (lm_loss, aux_loss, grad_norm, lr, expert load).
+
+    `step` is this run's 0-based optimizer step; `data_step` the position in the data stream
+    (`step` plus the source step for a continuation).
 
     The loss check sits between the last backward and the update, so a NaN/inf step never
     changes the weights; losses are synced to the host once per step, not per micro-batch.
@@ -235,7 +240,7 @@ def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int,
     lm_parts, aux_parts, load, manual_norm = [], [], None, None
     lr = float(engine.get_lr()[0])  # the lr this update uses
     for micro in range(accum):
-        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, step, micro, rank)
+        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, data_step, micro, rank)
         window = window.to(device)  # [B, seq_len + 1]
         routing = log_step and micro == 0
         out = engine(input_ids=window[:, :-1], output_routing=routing, routing_hook=hook)
