@@ -20,6 +20,8 @@ except ConfigError as exc:
 OUT = str(EXP.output_dir)
 REPORTS = str(EXP.report_dir)
 RUNS = list(EXP.runs)
+# Runs with identical training specs share one training (pathmoe.config): only these train.
+TRAINED_RUNS = EXP.trained_runs
 DATASETS = list(EXP.datasets)
 
 wildcard_constraints:
@@ -60,7 +62,11 @@ def stage_resource(stage, key):
 WRITE_SPEC = "printf '%s\\n' {params.spec:q} > {output:q}.tmp && mv {output:q}.tmp {output:q}"
 
 
-def recorded(cmd, deterministic=False):
-    """Wrap a stage command so its outputs get provenance records (pathmoe audit record)."""
+def recorded(cmd, deterministic=False, reads=""):
+    """Wrap a stage command so its outputs get provenance records (pathmoe audit record).
+    `reads`: a quoted placeholder (`{params.reads:q}`) naming files the command reads besides its
+    rule inputs (the data files behind a data stamp), hashed into the record and staged when the
+    audit re-executes the job."""
     flag = " --deterministic" if deterministic else ""
-    return f"pathmoe audit record{flag} --inputs {{input:q}} --outputs {{output:q}} -- {cmd}"
+    extra = f" {reads}" if reads else ""
+    return f"pathmoe audit record{flag} --inputs {{input:q}}{extra} --outputs {{output:q}} -- {cmd}"

@@ -1,6 +1,19 @@
 # Data: resolved dataset spec -> raw documents -> tokenizer -> token shards.
+#
+# Each data job's declared output is a small stamp flagged update(): raw/manifest.json,
+# tokenizer/ and shards/index.json. Snakemake never deletes an update() output before the job,
+# and restores it when the job fails; the library writes the bulky files (raw/*.jsonl, shard
+# .bin files) next to the old ones and swaps them in only when complete. So a job that fails on
+# bad input leaves the dataset's previously built data intact. Local source files and a local
+# tokenizer file/folder are rule inputs: editing one reruns exactly the jobs that read it.
+
+from pathmoe.data.paths import source_input_files, tokenizer_input_files
 
 localrules: dataset_config
+
+
+def data_dir(wildcards):
+    return f"{OUT}/data/{wildcards.dataset}"
 
 
 rule dataset_config:
@@ -17,46 +30,60 @@ rule dataset_config:
 
 rule fetch_documents:
     input:
-        f"{OUT}/data/{{dataset}}/dataset_config.json",
+        cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
+        sources=lambda wc: source_input_files(EXP.dataset_config(wc.dataset)),
     output:
-        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
-        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+        update(f"{OUT}/data/{{dataset}}/raw/manifest.json"),
     params:
-        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
+        out=data_dir,
     resources:
         runtime=600,
     shell:
-        recorded("pathmoe data fetch --dataset-config {input:q} --out {params.data_dir:q}", deterministic=True)
+        recorded("pathmoe data fetch --dataset-config {input.cfg:q} --out {params.out:q}", deterministic=True)
+        + " && touch {output:q}"
+
+
+def raw_files(wildcards):
+    """raw/train.jsonl and raw/val.jsonl, which the raw/manifest.json stamp stands for."""
+    return [f"{data_dir(wildcards)}/raw/{split}.jsonl" for split in ("train", "val")]
+
+
+def trains_bpe(wildcards):
+    return EXP.dataset_config(wildcards.dataset)["tokenizer"]["kind"] == "bpe"
 
 
 rule build_tokenizer:
+    # a bpe tokenizer trains on raw/train.jsonl; a hf one reads only its local files, if any
     input:
         cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
-        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
+        raw=lambda wc: f"{data_dir(wc)}/raw/manifest.json" if trains_bpe(wc) else [],
+        local=lambda wc: tokenizer_input_files(EXP.dataset_config(wc.dataset)),
     output:
-        directory(f"{OUT}/data/{{dataset}}/tokenizer"),
+        update(directory(f"{OUT}/data/{{dataset}}/tokenizer")),
     params:
-        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
+        out=data_dir,
+        reads=lambda wc: [f"{data_dir(wc)}/raw/train.jsonl"] if trains_bpe(wc) else [],
     shell:
-        recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.data_dir:q}", deterministic=True)
+        recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.out:q}",
+                 deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"
 
 
 rule tokenize:
     input:
         cfg=f"{OUT}/data/{{dataset}}/dataset_config.json",
-        train=f"{OUT}/data/{{dataset}}/raw/train.jsonl",
-        val=f"{OUT}/data/{{dataset}}/raw/val.jsonl",
+        raw=f"{OUT}/data/{{dataset}}/raw/manifest.json",
         tokenizer=f"{OUT}/data/{{dataset}}/tokenizer",
     output:
-        f"{OUT}/data/{{dataset}}/shards/index.json",
+        update(f"{OUT}/data/{{dataset}}/shards/index.json"),
+    params:
+        out=data_dir,
+        reads=raw_files,
     # tokenize_to_shards runs num_workers encoding processes: reserve that many cores. Snakemake
     # caps threads at --cores (for a SLURM submission: the submit host's cores), which is why the
     # SLURM profile still states tokenize's cpus_per_task itself.
     threads: lambda wc: EXP.dataset_config(wc.dataset)["num_workers"]
-    params:
-        data_dir=lambda wc: f"{OUT}/data/{wc.dataset}",
     resources:
         runtime=1440,
     shell:
-        recorded("pathmoe data tokenize --dataset-config {input.cfg:q} --out {params.data_dir:q}", deterministic=True)
-
+        recorded("pathmoe data tokenize --dataset-config {input.cfg:q} --out {params.out:q}",
+                 deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"

@@ -2,18 +2,24 @@
 # model selection (best average of the final 5), and the one results table every report reads.
 
 from pathmoe.eval.metrics import OFFLINE_TASKS
+from pathmoe.eval.task_dirs import task_dir_files
 
 
 def eval_inputs(wildcards):
     spec = EXP.runs[wildcards.run]
     inputs = {
         "cfg": f"{OUT}/runs/{wildcards.run}/run_config.json",
-        "summary": f"{OUT}/runs/{wildcards.run}/train_summary.json",
+        # the checkpoints of the run that trains it (itself unless its training is shared)
+        "summary": f"{OUT}/runs/{EXP.train_run(wildcards.run)}/train_summary.json",
         "shards": f"{OUT}/data/{spec.dataset}/shards/index.json",
     }
     if set(OFFLINE_TASKS) & set(spec.eval["tasks"] + spec.eval["curve_tasks"]):
-        # offline tasks are built (deterministically) from the held-out documents inside the job
-        inputs["val_docs"] = f"{OUT}/data/{spec.dataset}/raw/val.jsonl"
+        # offline tasks are built (deterministically) from the held-out documents (raw/val.jsonl,
+        # which the raw/ stamp stands for) and the tokenizer, inside the job
+        inputs["raw"] = f"{OUT}/data/{spec.dataset}/raw/manifest.json"
+        inputs["tokenizer"] = f"{OUT}/data/{spec.dataset}/tokenizer"
+    # eval.task_dirs: every file of the task folders, so editing a task or its data re-evaluates
+    inputs["task_files"] = task_dir_files(spec.eval["task_dirs"])
     return inputs
 
 

@@ -54,6 +54,32 @@ def figure_inputs(wildcards):
     return inputs
 
 
+def headline_inputs(wildcards):
+    """What the text's headline numbers are computed from (pathmoe.report.headlines)."""
+    rep = EXP.report
+    record_runs = [r for name in ("fig6a", "fig6b") if name in rep.figures for r in seed_runs(rep.figure_rows(name))]
+    record_runs += seed_runs(rep.rows("table1")) if "table1" in rep.tables else []
+    inputs = {"spec": SPEC, "records": [f"{OUT}/runs/{r}/eval/records.csv" for r in dict.fromkeys(record_runs)],
+              "other": eval_files(dict.fromkeys(record_runs))}
+    for name, kinds in (("fig7", ["consistency"]), ("fig8", ["entropy", "robustness"])):
+        if name in rep.figures:
+            inputs["other"] += [f"{OUT}/runs/{r}/analysis/{k}.json" for r in seed_runs(rep.figure_rows(name)) for k in kinds]
+    if "table4" in rep.tables and rep.rows("table4"):
+        inputs["other"] += [f"{OUT}/runs/{r}/analysis/paths.json" for r in EXP.base_runs[rep.rows("table4")[0].run]]
+    return inputs
+
+
+def stats_inputs(wildcards):
+    """Every seed run of the stats rows and references: records, selection, and the analyses."""
+    from pathmoe.report.stats import ANALYSIS_FILES
+
+    runs = [r for base in EXP.report.stats_runs() for r in EXP.base_runs[base]]
+    inputs = {"spec": SPEC, "records": [f"{OUT}/runs/{r}/eval/records.csv" for r in runs], "other": eval_files(runs)}
+    if EXP.report.stats.get("analyses", True):
+        inputs["other"] += [f"{OUT}/runs/{r}/analysis/{f}" for r in runs for f in ANALYSIS_FILES]
+    return inputs
+
+
 def records_arg(wildcards, input):
     return ["--records", *input.records] if input.records else []
 
@@ -125,6 +151,38 @@ rule figure:
                  " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}")
 
 
+rule headlines:
+    """The paper's headline numbers (text and figures) beside ours: tables/headlines.{json,tex}."""
+    input:
+        unpack(headline_inputs),
+    output:
+        tex=f"{REPORTS}/tables/headlines.tex",
+        json=f"{REPORTS}/tables/headlines.json",
+    params:
+        records=records_arg,
+        runs_dir=f"{OUT}/runs",
+        out_dir=f"{REPORTS}/tables",
+    shell:
+        recorded("pathmoe report headlines --spec {input.spec:q} {params.records:q}"
+                 " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}", deterministic=True)
+
+
+rule stats:
+    """Per metric: mean and 95% CI over seeds, paired difference to the reference (report.stats)."""
+    input:
+        unpack(stats_inputs),
+    output:
+        tex=f"{REPORTS}/tables/stats.tex",
+        json=f"{REPORTS}/tables/stats.json",
+    params:
+        records=records_arg,
+        runs_dir=f"{OUT}/runs",
+        out_dir=f"{REPORTS}/tables",
+    shell:
+        recorded("pathmoe report stats --spec {input.spec:q} {params.records:q}"
+                 " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}", deterministic=True)
+
+
 def table_outputs(name):
     outs = [f"{REPORTS}/tables/{name}.tex", f"{REPORTS}/tables/{name}.json"]
     if name in TABLES_WITH_REFERENCE:
@@ -134,6 +192,10 @@ def table_outputs(name):
 
 ALL_ARTIFACTS = [p for t in REPORT_TABLES for p in table_outputs(t)] + \
     [f"{REPORTS}/figures/{f}.{ext}" for f in REPORT_FIGURES for ext in ("pdf", "png")]
+if EXP.report is not None and EXP.report.has_headlines:
+    ALL_ARTIFACTS += [f"{REPORTS}/tables/headlines.{ext}" for ext in ("tex", "json")]
+if EXP.report is not None and EXP.report.stats:
+    ALL_ARTIFACTS += [f"{REPORTS}/tables/stats.{ext}" for ext in ("tex", "json")]
 
 
 rule document:

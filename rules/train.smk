@@ -23,6 +23,8 @@ rule train_config:
     an eval- or analysis-only edit reruns those stages and leaves trained runs alone."""
     output:
         f"{OUT}/runs/{{run}}/train_config.json",
+    wildcard_constraints:
+        run="|".join(map(re.escape, TRAINED_RUNS)),
     params:
         spec=lambda wc: json.dumps(EXP.train_config(wc.run), indent=2, sort_keys=True),
     shell:
@@ -64,6 +66,9 @@ rule train:
         unpack(train_inputs),
     output:
         f"{OUT}/runs/{{run}}/train_summary.json",
+    # a run sharing another's training (identical spec) has no train job: its eval reads that run's
+    wildcard_constraints:
+        run="|".join(map(re.escape, TRAINED_RUNS)),
     params:
         launcher=launcher,
     threads: lambda wc: EXP.runs[wc.run].train.get("threads") or 1

@@ -127,3 +127,28 @@ def test_dag_parse_imports_of_the_analysis_package_stay_light():
             "print(sorted(m for m in ('torch', 'scipy', 'tqdm', 'transformers') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_each_analysis_records_and_prints_the_tokens_it_used(setup, capsys):
+    """Asked for more tokens than the val split holds, every analysis says how many it really used:
+    the whole seq_len windows of the split (a short tail is dropped)."""
+    root, ckpt, shards, n_val = setup
+    out = root / "counted"
+    seq_len = 48
+    used = (n_val // seq_len) * seq_len
+    assert used < n_val + 5000
+    common = ["--checkpoint", str(ckpt), "--shards", str(shards), "--tokens", str(n_val + 5000),
+              "--seq-len", str(seq_len), "--device", "cpu"]
+    capsys.readouterr()
+    assert main(["analyze", "traces", *common, "--out", str(out / "traces.npz")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_tokens"] == used
+    for kind in ("paths", "consistency", "entropy", "specialization", "top-paths"):
+        target = out / f"{kind}.json"
+        assert main(["analyze", kind, "--traces", str(out / "traces.npz"), "--tokenizer", str(ckpt),
+                     "--out", str(target)]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed == {"out": str(target), "num_tokens": used}, kind
+        assert json.loads(target.read_text())["num_tokens"] == used, kind
+    assert main(["analyze", "robustness", *common, "--p", "0", "1", "--out", str(out / "robustness.json")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_tokens"] == used
+    assert json.loads((out / "robustness.json").read_text())["num_tokens"] == used

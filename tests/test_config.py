@@ -44,10 +44,12 @@ def test_run_spec_resolution():
 def test_restricted_run_makes_its_source_export_the_step():
     exp = load_experiment(DEFAULT)
     init = exp.run_config("pathb8_top10_s0")["init_from"]
-    assert init["checkpoint"].endswith("runs/pathb8_s0/hf/step_20")
+    # pathb8 trains as pathmoe on the toy's 8 layers (identical spec, one training; see below)
+    assert init["checkpoint"].endswith("runs/pathmoe_s0/hf/step_20")
     assert init["restrict_top_paths"] == 10
-    assert 20 in exp.runs["pathb8_s0"].train["export_steps"]
-    assert exp.source_run("pathb8_top10_s0") == "pathb8_s0"
+    assert init["step"] == 20  # the continuation's data stream starts where the source's export was taken
+    assert 20 in exp.runs["pathmoe_s0"].train["export_steps"]
+    assert exp.source_run("pathb8_top10_s0") == "pathmoe_s0"
 
 
 def test_seeds_expand_runs():
@@ -120,7 +122,7 @@ def test_16b_runs_agree_between_the_paper_configs():
     """paper-16b.yaml repeats paper-0.9b.yaml's 16B block: both must train the same runs."""
     full = load_experiment(REPO_CONFIGS / "paper-0.9b.yaml")
     alone = load_experiment(REPO_CONFIGS / "paper-16b.yaml")
-    where = ("run", "base", "run_dir", "data_dir")  # names and locations differ by design
+    where = ("run", "base", "run_dir", "train_dir", "data_dir")  # names and locations differ by design
     for in_full, in_alone in (("indep_16b_s0", "indep_s0"), ("pathmoe_16b_s0", "pathmoe_s0")):
         a, b = full.run_config(in_full), alone.run_config(in_alone)
         assert {k: v for k, v in a.items() if k not in where} == {k: v for k, v in b.items() if k not in where}
@@ -193,4 +195,32 @@ def test_train_config_is_the_run_spec_without_post_training_settings():
     after = load_experiment(cfg)
     assert after.run_config("pathb4_s0") != before.run_config("pathb4_s0")
     assert after.train_config("pathb4_s0") == before.train_config("pathb4_s0")
-    assert set(before.run_config("pathb4_s0")) - set(before.train_config("pathb4_s0")) == {"eval", "analysis"}
+    assert set(before.run_config("pathb4_s0")) - set(before.train_config("pathb4_s0")) == {"eval", "analysis", "train_dir"}
+
+
+def test_identical_training_specs_train_once():
+    """PathB1 (linear, blocks of 1, no LBL) is Indep-MoE without LBL: one training, both evaluated on it."""
+    exp = load_experiment(DEFAULT)
+    assert exp.train_run("pathb1_s0") == "indep_nolbl_s0" and "pathb1_s0" not in exp.trained_runs
+    assert exp.run_config("pathb1_s0")["train_dir"].endswith("runs/indep_nolbl_s0")
+    assert exp.run_config("pathb1_s0")["run_dir"].endswith("runs/pathb1_s0")  # its own eval/analysis dir
+    assert exp.train_run("indep_s0") == "indep_s0"  # LBL 0.01: a different training
+    # On the toy's 8 layers PathB8 is PathMoE (one block of all layers): the Table 3 continuations
+    # load the export of the run that trains it, which exports the step they need.
+    assert exp.train_run("pathb8_s0") == "pathmoe_s0" and exp.source_run("pathb8_top10_s0") == "pathmoe_s0"
+    assert 20 in exp.runs["pathmoe_s0"].train["export_steps"]
+    assert "train_dir" not in exp.train_config("indep_nolbl_s0")  # where to read, not what to train
+    # export_steps do not change what is learned: the training exports the union
+    paper = load_experiment(REPO_CONFIGS / "paper-0.9b.yaml")
+    assert paper.train_run("pathb1_s0") == "indep_nolbl_s0"
+    assert 25000 in paper.runs["indep_nolbl_s0"].train["export_steps"]
+    # any difference in what is trained (here the seed) keeps runs apart
+    seeds = load_experiment(DEFAULT, overrides={"runs": {"pathb1": {"seeds": [1]}}})
+    assert seeds.train_run("pathb1_s1") == "pathb1_s1"
+
+
+def test_runs_with_lbl_carry_the_lbl_reduction_in_their_spec():
+    """The reduction changes what an LBL run learns, so the resolved spec (and state hash) names it."""
+    exp = load_experiment(DEFAULT)
+    assert exp.run_config("indep_s0")["model"]["lbl_reduction"] == "mean"
+    assert "lbl_reduction" not in exp.run_config("pathb4_s0")["model"]  # no LBL: the reduction is moot

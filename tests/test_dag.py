@@ -25,27 +25,28 @@ def dry_run(*args: str) -> tuple[dict[str, int], str, float]:
 
 def test_default_config_plans_every_artifact():
     counts, _, _ = dry_run("all")
-    assert counts["train"] == 27 and counts["eval"] == 27 and counts["run_config"] == 27
+    # 27 runs, 24 trainings: pathb1 = indep_nolbl, and on 8 layers pathb8 = pathmoe, alt_pathb8 = alt_pathmoe
+    assert counts["train"] == 24 and counts["eval"] == 27 and counts["run_config"] == 27
     assert counts["tokenize"] == 2  # built-in corpus + its DCLM-Pro stand-in
     assert counts["table_with_reference"] == 7 and counts["table_plain"] == 2  # tables 1-9
     assert counts["figure"] == 7  # figs 3, 4, 5, 6a, 6b, 7, 8
     assert counts["traces"] == 2 and counts["analyze_traces"] == 8 and counts["robustness"] == 2
-    assert counts["document"] == 1
+    assert counts["document"] == 1 and counts["headlines"] == 1  # the text's headline numbers vs ours
 
 
 def test_one_table_needs_only_its_runs():
     counts, _, _ = dry_run("reports/default/tables/table1.tex")
-    assert counts["train"] == 9 and counts["eval"] == 9  # the 9 systems of Table 1
+    assert counts["train"] == 8 and counts["eval"] == 9  # the 9 systems of Table 1 (PathB8 = PathMoE on 8 layers)
     assert "figure" not in counts and "traces" not in counts
     counts, _, _ = dry_run("reports/default/tables/table3.tex")
-    assert counts["train"] == 5  # PathB8 (source of the early paths) + top-10/100/500/all continuations
+    assert counts["train"] == 5  # PathB8 (trained as PathMoE: the source of the early paths) + 4 continuations
     counts, _, _ = dry_run("reports/default/tables/table4.tex")
     assert counts["train"] == 2 and counts["analyze_traces"] == 2 and "robustness" not in counts
 
 
 def test_paper_config_plans_whole_reproduction_fast():
     counts, _, elapsed = dry_run("all", "--configfile", "configs/paper-0.9b.yaml")
-    assert counts["train"] == 29  # Tables 1, 2, 3, 6, 7, 8 and Figs 3, 6
+    assert counts["train"] == 28 and counts["eval"] == 29  # Tables 1, 2, 3, 6, 7, 8, Figs 3, 6; PathB1 = Indep LBL 0
     assert counts["tokenize"] == 2  # FineWeb and DCLM-Pro
     assert elapsed < 10, f"planning took {elapsed:.1f} s"
 
@@ -125,3 +126,35 @@ def test_dry_run_prints_gpu_hour_estimate():
     # the plan's total line (tokens, GPU-hours), not the job-stats table's "total <jobs>"
     total = [line for line in out.splitlines() if line.startswith("total") and len(line.split()) == 3]
     assert total and float(total[0].split()[-1]) > 1000  # the paper's runs are thousands of GPU-hours
+
+
+def test_small_replication_config_validates_and_plans_its_dag():
+    """configs/small.yaml, planned with the exact command of docs/results-small.md: every system of
+    the replication with 3 seeds, their analyses for the per-metric statistics, and the report."""
+    import shlex
+
+    import yaml
+
+    from pathmoe.config import load_experiment
+
+    exp = load_experiment(ROOT / "configs" / "small.yaml")
+    bases = {"indep", "indep_nolbl", "indep_lblsum", "pathb4", "pathb4_lbl", "pathmoe"}
+    assert set(exp.base_runs) == bases and all(len(runs) >= 3 for runs in exp.base_runs.values())
+    lbl = {base: exp.runs[f"{base}_s0"].model.get("lbl_coef") for base in bases}
+    assert lbl == {"indep": 0.01, "indep_nolbl": 0.0, "indep_lblsum": 0.01, "pathb4": 0.0, "pathb4_lbl": 0.01, "pathmoe": 0.0}
+    assert exp.runs["pathmoe_s0"].model["block_size"] == exp.runs["pathmoe_s0"].model["n_layers"]
+    assert exp.runs["indep_lblsum_s0"].model["lbl_reduction"] == "sum"
+    ev = exp.runs["indep_s0"].eval
+    assert ev["offline_examples"] >= 1000 and ev["ppl_tokens"] >= 100_000
+    assert exp.trained_runs == list(exp.runs)  # no two runs share a training here
+    assert exp.report.stats["reference"] == "indep"
+    # the page's command, planned as a dry run
+    page = (ROOT / "docs" / "results-small.md").read_text()
+    command = next(line.strip() for line in page.splitlines() if line.strip().startswith("snakemake --configfile configs/small.yaml"))
+    argv = shlex.split(command)
+    counts, _, elapsed = dry_run(*argv[1:])
+    assert counts["train"] == 18 and counts["eval"] == 18 and counts["tokenize"] == 1
+    assert counts["traces"] == 18 and counts["robustness"] == 18 and counts["analyze_traces"] == 18 * 3
+    assert counts["stats"] == 1 and counts["headlines"] == 1 and counts["document"] == 1
+    assert counts["table_with_reference"] == 3 and counts["figure"] == 3  # Tables 1, 4, 6; Figs 4, 7, 8
+    assert yaml.safe_load((ROOT / "configs" / "small.yaml").read_text())["report_dir"] == "reports/small"

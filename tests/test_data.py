@@ -251,9 +251,8 @@ def test_local_sources_txt_jsonl_parquet_glob(tmp_path: Path) -> None:
 
 def test_local_source_errors_name_the_problem(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope" / "*.jsonl")
-    cfg = validate_dataset_config({"source": {"kind": "local", "paths": [missing]}})
-    with pytest.raises(FileNotFoundError, match=re.escape(repr(missing))):
-        list(iter_documents(cfg["source"]))
+    with pytest.raises(FileNotFoundError, match=re.escape(repr(missing))):  # at config-load time
+        validate_dataset_config({"source": {"kind": "local", "paths": [missing]}})
     (tmp_path / "x.jsonl").write_text(json.dumps({"content": "hi"}) + "\n")
     cfg = validate_dataset_config({"source": {"kind": "local", "paths": [str(tmp_path / "x.jsonl")]}})
     with pytest.raises(ValueError, match="source.text_field 'text' missing"):
@@ -283,10 +282,11 @@ def test_bad_config_one_line_error_naming_key(cfg: dict, key: str) -> None:
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
-def test_config_defaults_filled_and_idempotent() -> None:
+def test_config_defaults_filled_and_idempotent(tmp_path: Path) -> None:
     cfg = validate_dataset_config({"source": {"kind": "builtin"}})
+    (tmp_path / "a.txt").write_text("Some text.")
     for raw in ({"source": {"kind": "builtin"}}, {"source": {"kind": "hf", "path": "x/y"}, "name": "web"},
-                {"source": {"kind": "local", "paths": "a/*.txt"}, "tokenizer": {"kind": "hf", "name": "tok"}}):
+                {"source": {"kind": "local", "paths": str(tmp_path / "*.txt")}, "tokenizer": {"kind": "hf", "name": "tok"}}):
         once = validate_dataset_config(raw)
         assert validate_dataset_config(once) == once
     assert cfg["source"] == {"kind": "builtin", "num_documents": 4000, "seed": 0}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -48,6 +49,18 @@ def test_path_restricted_run_keeps_to_its_paths(workdir):
     assert len(paths["paths"]) <= 4
 
 
+def test_identical_training_specs_share_one_training(workdir):
+    """`indep_b1` resolves to Indep-MoE's training spec: it is evaluated on indep's checkpoints."""
+    runs = workdir / "results/e2e/runs"
+    assert not (runs / "indep_b1_s0/train_summary.json").exists() and not (runs / "indep_b1_s0/hf").exists()
+    assert json.loads((runs / "indep_b1_s0/run_config.json").read_text())["train_dir"].endswith("runs/indep_s0")
+    assert json.loads((runs / "indep_b1_s0/eval/selected.json").read_text())["checkpoint"].endswith("indep_s0/hf/step_16")
+    ours, theirs = (pd.read_csv(runs / f"{r}/eval/records.csv") for r in ("indep_b1_s0", "indep_s0"))
+    assert (ours["run"] == "indep_b1_s0").all() and (ours["variant"] == "pathb1").all()
+    cols = ["step", "task", "metric", "value"]
+    pd.testing.assert_frame_equal(ours[cols], theirs[cols])
+
+
 def test_rerun_redoes_nothing(workdir):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "--configfile", str(ROOT / "tests/configs/e2e.yaml"), "-n", "all"]
@@ -66,7 +79,7 @@ def test_an_eval_setting_edit_reevaluates_without_retraining(workdir):
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     stats = res.stdout[res.stdout.index("Job stats:"):]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.M))
-    assert int(counts["eval"]) == 3 and "train" not in counts and "train_config" not in counts
+    assert int(counts["eval"]) == 4 and "train" not in counts and "train_config" not in counts
 
 
 def test_audit_verifies_and_reexecutes_then_catches_a_changed_byte(workdir):

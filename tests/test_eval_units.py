@@ -38,7 +38,8 @@ def data_dir(tmp_path: Path) -> Path:
 def test_offline_tasks_are_deterministic_and_well_formed(data_dir: Path, tmp_path: Path):
     a = build_offline_tasks(data_dir, tmp_path / "a", seed=7, n_examples=50)
     b = build_offline_tasks(data_dir, tmp_path / "b", seed=7, n_examples=50)
-    assert sorted(p.name for p in a.iterdir()) == sorted(f"{t}.{ext}" for t in OFFLINE_TASKS for ext in ("jsonl", "yaml"))
+    assert sorted(p.name for p in a.iterdir()) == sorted([f"{t}.{ext}" for t in OFFLINE_TASKS for ext in ("jsonl", "yaml")]
+                                                         + ["fit.json"])
     for name in OFFLINE_TASKS:
         assert (a / f"{name}.jsonl").read_bytes() == (b / f"{name}.jsonl").read_bytes()
         # lm-eval resolves data_files against the cwd: the YAML must hold an absolute path.

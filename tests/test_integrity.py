@@ -82,6 +82,23 @@ def test_every_rule_quotes_what_it_interpolates(tmp_path):
         assert str(exp.output_dir) not in cmd and str(exp.report_dir) not in cmd, rule
 
 
+def test_every_deterministic_rule_is_re_executable(tmp_path):
+    """Each command a rule records as deterministic is on re-execution's allow-list (else the audit
+    would refuse the pipeline's own records)."""
+    from pathmoe.analysis.suite import TRACE_ANALYSES
+    from pathmoe.audit.reexec import REEXEC_COMMANDS
+
+    found = set()
+    for rule, cmd in _shell_commands(tmp_path).items():
+        if "--deterministic" not in cmd:
+            continue
+        stage, command = cmd.split(" -- pathmoe ", 1)[1].split()[:2]
+        commands = TRACE_ANALYSES if command == "{wildcards.kind:q}" else [command]
+        found |= {(stage, c) for c in commands}
+        assert all((stage, c) in REEXEC_COMMANDS for c in commands), rule
+    assert {("data", "tokenize"), ("report", "table"), ("eval", "collect")} <= found
+
+
 @pytest.mark.parametrize("override, match", [
     ({"train": {"lr": float("nan")}}, "config key train.lr=nan is not allowed: numbers must be finite"),
     ({"train": {"lr": float("inf")}}, "config key train.lr=inf is not allowed: numbers must be finite"),
@@ -102,12 +119,12 @@ def test_late_failures_fail_at_parse_time(override, match):
 
 def test_known_tasks_pass_fast():
     """The paper's tasks are found by the plain-text scan of lm-eval's task YAMLs (no full index)."""
-    from pathmoe.eval import task_index
+    from pathmoe.eval import harness
 
-    task_index._lm_eval_full_index.cache_clear()
+    harness._build_task_manager.cache_clear()
     paper = load_experiment(ROOT / "configs" / "paper-0.9b.yaml")
     assert "hellaswag" in paper.runs["indep_s0"].eval["tasks"]
-    assert task_index._lm_eval_full_index.cache_info().currsize == 0  # the slow index was never built
+    assert harness._build_task_manager.cache_info().currsize == 0  # lm-eval's index was never built
 
 
 def test_experiments_write_reports_to_their_own_directories(tmp_path):

@@ -20,6 +20,8 @@ from pathmoe.io import atomic_write_json
 from pathmoe.report import (TABLES_WITH_REFERENCE, ReportSpec, compare_with_paper, load_reference,
                             parse_report_spec, render_figure, render_table, write_document)
 from pathmoe.report import commands, hyperparams
+from pathmoe.report.document import markdown_table
+from pathmoe.report.headlines import markdown_headlines, render_headlines
 
 TASKS8 = ["arc_easy", "boolq", "hellaswag", "lambada_openai", "openbookqa", "piqa", "social_iqa", "winogrande"]
 TASK_SPEC = [{"task": t, "metric": "acc_norm" if t in ("arc_easy", "hellaswag", "openbookqa", "piqa") else "acc",
@@ -90,7 +92,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         atomic_write_json(d / "eval" / "selected.json", {"step": SELECTED, "avg": 0.4, "std_final5": 0.01, "candidates": STEPS})
         H = 3.0 + i
         a = d / "analysis"
-        atomic_write_json(a / "paths.json", {"num_tokens": 1000, "num_layers": 4, "routing_entropy_bits": H, "unique_paths": 100 + i,
+        atomic_write_json(a / "paths.json", {"num_tokens": 1000 + 10 * i, "num_layers": 4, "routing_entropy_bits": H, "unique_paths": 100 + i,
                                              "effective_path_space": 2 ** H, "consecutive_layer_correlation": 0.5 + i / 10,
                                              "coverage": {"k": [1, 10, 100], "fraction": [0.1, 0.5, 1.0]}})
         atomic_write_json(a / "consistency.json", {"windows": list(range(2, 13)), "path_consistency": [0.8 - j / 50 for j in range(11)],
@@ -109,6 +111,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cats = types.ModuleType("pathmoe.analysis.categories")
     cats.CATEGORY_TABLE = [{"name": "person_names", "type": "Lexical", "examples": ["Andrea", "John"], "rule": "name list"},
                            {"name": "adverbs_other", "type": "Pattern", "examples": ["slowly"], "rule": "Words ending in -ly"}]
+    cats.OTHER = "other"
+    cats.CATEGORIES = [c["name"] for c in cats.CATEGORY_TABLE] + ["other"]
     monkeypatch.setitem(sys.modules, "pathmoe.analysis.categories", cats)
     spec = parse_report_spec(report_cfg(), RUNS)
     return spec, make_records(), runs, tmp_path / "reports"
@@ -226,10 +230,11 @@ def test_table4_from_paths_json(env):
     data = json.loads(paths[1].read_text())
     # sorted run names: indep_s0, indep_s1, pathb4 (i=2), xmoe (i=3)
     assert data["rows"]["PathB4-MoE"] == {"routing_entropy_bits": 5.0, "consecutive_layer_correlation": pytest.approx(70.0),
-                                          "unique_paths": 102.0, "effective_path_space": 32.0}
+                                          "unique_paths": 102.0, "effective_path_space": 32.0, "num_tokens": 1020.0}
     assert data["delta"]["Indep-MoE"]["routing_entropy_bits"] == pytest.approx(6.0 - 22.20)
     tex = paths[0].read_text()
     assert "5.00 bits & 6.00 bits" in tex and r"70.0\% & 80.0\%" in tex
+    assert "Held-out tokens analysed & 1,020 & 1,030" in tex  # each analysis' own token count
 
 
 def test_table5_and_table9(env):
@@ -242,6 +247,49 @@ def test_table5_and_table9(env):
     assert hyperparams.human_count(0.9e9) == "0.9B" and hyperparams.human_count(16.2e9) == "16.2B"
     tex = render_table("table9", spec, records, out, runs, {})[0].read_text()
     assert "person\\_names & Lexical & Andrea, John" in tex and "adverbs\\_other & Pattern & Words ending in -ly" in tex
+
+
+# The paper's Table 9 examples of every Lexical row (Appendix C.4), transcribed.
+PAPER_TABLE9_EXAMPLES = {
+    "person_names": "Andrea, Richard, Oprah, Mary, John, Elizabeth",
+    "titles_roles": "secretary, minister, commander, winner, professor, CEO",
+    "speech_verbs": "said, explained, told, asked, claimed, announced",
+    "adverbs_discourse": "especially, actually, particularly, however, therefore",
+    "adverbs_manner": "quickly, carefully, successfully, directly, properly",
+    "adverbs_time": "now, today, recently, always, sometimes, currently",
+    "nationalities": "American, British, Chinese, European, Japanese",
+    "temporal_words": "Monday, January, morning, year, summer, afternoon",
+    "prepositions": "in, on, at, to, for, with, by, from, about",
+    "conjunctions": "and, or, but, because, although, while, if",
+    "determiners": "the, a, an, this, that, some, every, each",
+    "pronouns": "he, she, they, it, who, someone, anybody",
+    "quantifiers": "all, many, most, million, percent, several",
+    "common_verbs": "is, have, go, make, take, know, said, get",
+    "adjectives": "good, new, important, political, economic, public",
+}
+
+
+def test_table9_prints_every_example_the_paper_lists(tmp_path):
+    spec = parse_report_spec({"tables": {"table9": {}}}, set())
+    paths = render_table("table9", spec, pd.DataFrame(), tmp_path, tmp_path, {})
+    tex = paths[0].read_text()
+    for name, examples in PAPER_TABLE9_EXAMPLES.items():
+        assert f"{name.replace('_', chr(92) + '_')} & Lexical & {examples} " in tex, name
+
+
+def test_table5_prints_the_papers_dataset_and_tokenizer_names(tmp_path, monkeypatch):
+    from pathmoe.config import load_experiment
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "paper-0.9b.yaml")
+    assert exp.datasets["fineweb"].get("label") is None  # a printed name, not part of the data's config
+    spec = ReportSpec.from_json(exp.report.to_json())
+    runs = tmp_path / "runs"
+    for run in ("indep_s0", "indep_16b_s0"):
+        atomic_write_json(runs / run / "run_config.json", exp.run_config(run))
+    monkeypatch.setattr(hyperparams, "parameter_counts", lambda m: {"total": 1, "active": 1})
+    rows = json.loads(render_table("table5", spec, pd.DataFrame(), tmp_path, runs, {})[1].read_text())["rows"]
+    assert (rows["0.9B Model"]["Dataset"], rows["16B Model"]["Dataset"]) == ("Fineweb-100B", "DCLM-Pro")
+    assert (rows["0.9B Model"]["Tokenizer"], rows["16B Model"]["Tokenizer"]) == ("Llama 2 (32k)", "GPT-NeoX-20B")
 
 
 def test_table6_head_cells(env):
@@ -289,13 +337,16 @@ def test_figures_and_document(env):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
     for name in spec.tables:
         render_table(name, spec, records, out / "tables", runs, load_reference())
+    render_headlines(spec, records, runs, out / "tables", load_reference())
     tex = write_document(spec, out).read_text()
     for name in spec.tables:
         assert rf"\input{{tables/{name}.tex}}" in tex
         assert (rf"\input{{tables/{name}_vs_paper.tex}}" in tex) == (name in TABLES_WITH_REFERENCE)
-    assert r"\includegraphics[width=\linewidth]{figures/fig8.pdf}" in tex
+    assert r"\includegraphics[width=\linewidth]{figures/fig8.pdf}" in tex and r"\input{tables/headlines.tex}" in tex
     md = (out / "summary.md").read_text()
-    assert "| Indep-MoE | 42.00 (44.57, -2.57) |" in md and "## table9" in md
+    # two seeds: mean ± 95% CI half-width (t_{0.975,1} * sd / sqrt(2)), then the paper and Δ
+    assert "| Indep-MoE | 42.00 ± 25.41 (44.57, -2.57) |" in md and "## table9" in md
+    assert "## Headline numbers of the text" in md
     # a figure's own caption is used in both documents (escaped for LaTeX only)
     assert "- `fig7`: Consistency & runs (figures/fig7.png)" in md and r"\caption{Consistency \& runs}" in tex
 
@@ -329,6 +380,74 @@ def test_fig5_reads_only_the_first_seed(env):
     cfg["figures"]["fig5"]["rows"] = [{"label": "Indep", "run": "indep"}]
     pdf, _ = render_figure("fig5", parse_report_spec(cfg, RUNS), records, runs, out)
     assert pdf.read_bytes()[:4] == b"%PDF"
+
+
+def _render_all(spec, records, runs, out):
+    for name in spec.figures:
+        render_figure(name, spec, records, runs, out / "figures")
+    for name in spec.tables:
+        render_table(name, spec, records, out / "tables", runs, load_reference())
+    render_headlines(spec, records, runs, out / "tables", load_reference())
+    return out
+
+
+def test_fig3_caption_names_the_tasks_it_plots(env):
+    spec, records, runs, out = env
+    from pathmoe.report.document import figure_caption
+
+    assert figure_caption("fig3", spec) == "hella and arc_e accuracy over training, with and without the load balancing loss."
+    cfg = report_cfg()
+    cfg["figures"]["fig3"]["tasks"] = ["boolq", "arc_easy", "winogrande"]  # labels from report.tasks, else the name
+    assert figure_caption("fig3", parse_report_spec(cfg, RUNS)).startswith("boolq, arc_e and winogrande accuracy")
+    write_document(parse_report_spec(cfg, RUNS), _render_all(spec, records, runs, out))
+    assert "- `fig3`: boolq, arc_e and winogrande accuracy over training" in (out / "summary.md").read_text()
+
+
+def test_fig5_gives_every_category_its_own_distinct_colour(env):
+    """All 24 categories in one figure: no colour is reused, and any two differ clearly (CIELAB)."""
+    from matplotlib.colors import to_rgb
+
+    from pathmoe.report import figures
+
+    spec, records, runs, out = env
+    cats_module = sys.modules["pathmoe.analysis.categories"]
+    cats_module.CATEGORIES = [f"cat{i:02d}" for i in range(23)] + ["other"]
+    names = cats_module.CATEGORIES
+    paths = [{"path": [i, 0, 0, 0], "count": 10, "categories": {c: 1 / 6 for c in names[i::4]}} for i in range(4)]
+    atomic_write_json(runs / "pathb4" / "analysis" / "specialization.json", {"mean_concentration": 0.5, "paths": paths})
+    cfg = report_cfg()
+    cfg["figures"]["fig5"] = {"top_paths": 4, "rows": [{"label": "PathB4", "run": "pathb4"}]}
+    spec = parse_report_spec(cfg, RUNS)
+    fig = figures._DRAWERS["fig5"](spec, records, runs, spec.figure_rows("fig5"), spec.figure("fig5"))
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colour = {lab: to_rgb(h.patches[0].get_facecolor()) for h, lab in zip(handles, labels)}
+    assert sorted(colour) == sorted(names)
+
+    def lab(rgb):  # sRGB -> CIELAB (D65)
+        c = np.array([v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb])
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+        f = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
+             for t in xyz / np.array([0.95047, 1.0, 1.08883])]
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+    points = [lab(c) for c in colour.values()]
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(points) for b in points[i + 1:])
+    assert closest > 20, closest
+
+
+def test_fig6_has_an_average_panel_and_one_per_task(env):
+    spec, records, runs, out = env
+    from pathmoe.report import figures
+
+    for name in ("fig6a", "fig6b"):
+        fig = figures._DRAWERS[name](spec, records, runs, spec.figure_rows(name), spec.figure(name))
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert titles == ["Average"] + [t.label for t in spec.tasks]
+        # the per-task bars are the tables' cells: PathB4's hellaswag at the selected step
+        task_ax = fig.axes[1 + [t.task for t in spec.tasks].index("hellaswag")]
+        heights = [p.get_height() for p in task_ax.patches]
+        row = [r.run for r in spec.figure_rows(name)].index("pathb4")
+        assert heights[row] == pytest.approx(36.0)
 
 
 def test_cli_table(env, tmp_path):
@@ -376,3 +495,135 @@ def test_report_task_metric_must_be_the_papers():
     with pytest.raises(ValueError, match=r"report.tasks_16b: task arc_challenge has metric 'acc_norm'.*'acc'"):
         parse_report_spec({**base, "tasks_16b": [{"task": "arc_challenge", "metric": "acc_norm", "label": "ARC-C"}]},
                           None)
+
+
+# ----------------------------------------------------------------------------- headlines, std, stats
+def test_headline_numbers_are_compared_in_summary_and_audit(env):
+    """79% vs 48% consistency, 5328% vs 237% degradation (22.5x), 11% lower entropy, 0.28 std."""
+    from pathmoe.audit.paper import compare_tables
+
+    spec, records, runs, out = env
+    # fig7's baseline row is xmoe, fig8's is indep (two seeds, averaged)
+    for run, cons, deg, final_h in (("pathb4", 0.79, 237.0, 1.78), ("xmoe", 0.48, 0.0, 0.0),
+                                    ("indep_s0", 0.0, 5300.0, 2.0), ("indep_s1", 0.0, 5356.0, 2.0)):
+        a = runs / run / "analysis"
+        atomic_write_json(a / "consistency.json", {"windows": [2, 3], "path_consistency": [cons, cons],
+                                                   "run_lengths": {"length": [1], "fraction": [1.0]}})
+        atomic_write_json(a / "robustness.json", {"p": [0.0, 1.0], "ppl": [10, 10], "degradation_pct": [0.0, deg]})
+        atomic_write_json(a / "entropy.json", {"layers": [0, 1], "mean_entropy_bits": [3.0, final_h]})
+    for run in RUNS:  # checkpoint-selection std of 0.3 pp for every run (fractions in selected.json)
+        atomic_write_json(runs / run / "eval" / "selected.json", {"step": SELECTED, "std_final5": 0.003})
+    data = json.loads(render_headlines(spec, records, runs, out / "tables", load_reference())[1].read_text())
+    fig7, fig8, text = data["rows"]["fig7"], data["rows"]["fig8"], data["rows"]["text"]
+    assert fig7 == pytest.approx({"pathmoe_consistency_pct": 79.0, "indep_consistency_pct": 48.0})
+    assert fig8["indep_degradation_pct_p1"] == pytest.approx(5328.0) and fig8["pathmoe_degradation_pct_p1"] == 237.0
+    assert fig8["robustness_ratio_p1"] == pytest.approx(5328 / 237) and fig8["final_layer_entropy_reduction_pct"] == pytest.approx(11.0)
+    assert text["checkpoint_selection_std_pct"] == pytest.approx(0.3) and text["routing_entropy_tokens"] == 1000
+    assert data["rows"]["fig6b"]["b4_avg"] == pytest.approx(100 * (0.46 + 0.48 + 0.36) / 3)
+    assert data["rows"]["fig6a"]["top2_avg"] is None  # no row labelled "2" in this figure
+    assert data["paper"]["fig8"]["robustness_ratio_p1"] == 22.5 and data["paper"]["text"]["checkpoint_selection_std_pct"] == 0.28
+    md = markdown_headlines(data)
+    assert "| fig7 | path consistency, path-constrained (%, mean over windows) | 79.00 | 79.00 | +0.00 |" in md
+    # the audit's paper tolerance reads tables/headlines.json: pp for percentages, relative for ratios
+    checks, _ = compare_tables(out, tolerance=1.0)
+    by = {(c.table, c.row, c.col): c for c in checks}
+    assert by[("headlines", "fig7", "indep_consistency_pct")].within and by[("headlines", "fig7", "indep_consistency_pct")].rule == "pp"
+    ratio = by[("headlines", "fig8", "robustness_ratio_p1")]
+    assert ratio.rule == "rel%" and ratio.within  # 22.48 vs 22.5: 0.1% off
+    assert by[("headlines", "text", "checkpoint_selection_std_pct")].diff == pytest.approx(0.3 - 0.28)
+    assert not by[("headlines", "fig6a", "top2_avg")].within  # not reproduced: outside tolerance
+
+
+def test_table1_shows_the_checkpoint_selection_std(env):
+    spec, records, runs, out = env
+    for run, std in (("indep_s0", 0.002), ("indep_s1", 0.004), ("xmoe", 0.001), ("pathb4", 0.003)):
+        atomic_write_json(runs / run / "eval" / "selected.json", {"step": SELECTED, "std_final5": std})
+    tex_path, json_path, _ = render_table("table1", spec, records, out, runs, load_reference())
+    data = json.loads(json_path.read_text())
+    assert data["std_final5"] == pytest.approx({"Indep-MoE": 0.3, "X-MoE": 0.1, "PathB4-MoE": 0.3})
+    assert "final 5 checkpoints: 0.23 pp on average (paper: 0.28\\%)" in tex_path.read_text()
+    md = "\n".join(markdown_table("table1", data))
+    assert "final 5 checkpoints (pp): Indep-MoE 0.30; X-MoE 0.10; PathB4-MoE 0.30" in md
+    # a run that exported one checkpoint has no selection spread: not a 0.00
+    for run in RUNS:
+        atomic_write_json(runs / run / "eval" / "selected.json", {"step": SELECTED, "std_final5": 0.0, "candidates": [SELECTED]})
+    tex_path, json_path, _ = render_table("table1", spec, records, out, runs, load_reference())
+    assert set(json.loads(json_path.read_text())["std_final5"].values()) == {None}
+    assert "final 5 checkpoints" not in tex_path.read_text()
+
+
+def _seed_records(values: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    """Records of systems x seeds: (arc_easy acc_norm, val_ppl) per seed, one checkpoint."""
+    rows = []
+    for base, per_seed in values.items():
+        for seed, (acc, ppl) in enumerate(per_seed):
+            run = f"{base}_s{seed}"
+            rows.append((run, base, "tiny", "builtin", seed, 100, "arc_easy", "acc_norm", acc, 0.0))
+            rows.append((run, base, "tiny", "builtin", seed, 100, "val_ppl", "ppl", ppl, 0.0))
+    return pd.DataFrame(rows, columns=["run", "variant", "scale", "dataset", "seed", "step", "task", "metric", "value", "stderr"])
+
+
+def test_stats_mean_ci_and_paired_difference_per_metric(tmp_path):
+    from pathmoe.report.stats import markdown_stats, render_stats
+
+    values = {"indep": [(0.40, 13.0), (0.45, 12.6), (0.43, 12.9)], "pathb4": [(0.42, 12.5), (0.49, 12.2), (0.44, 12.6)],
+              "pathb4_lbl": [(0.41, 12.7), (0.46, 12.4), (0.44, 12.7)]}
+    records = _seed_records(values)
+    runs = tmp_path / "runs"
+    entropy = {"indep": [22.0, 22.4, 22.2], "pathb4": [21.0, 21.3, 21.1], "pathb4_lbl": [21.5, 21.6, 21.4]}
+    for base, hs in entropy.items():
+        for seed, h in enumerate(hs):
+            a = runs / f"{base}_s{seed}" / "analysis"
+            atomic_write_json(a / "paths.json", {"routing_entropy_bits": h, "consecutive_layer_correlation": 0.5,
+                                                 "unique_paths": 10, "num_tokens": 100})
+            atomic_write_json(a / "consistency.json", {"path_consistency": [0.5, 0.7]})
+            atomic_write_json(a / "entropy.json", {"mean_entropy_bits": [2.0, 1.0 + seed]})
+            atomic_write_json(a / "robustness.json", {"p": [0.0, 1.0], "degradation_pct": [0.0, 100.0 * (seed + 1)]})
+    cfg = {"tasks": [{"task": "arc_easy", "metric": "acc_norm", "label": "ARC-E"}],
+           "stats": {"reference": "indep", "rows": [{"label": "Indep-MoE", "run": "indep"}, {"label": "PathB4-MoE", "run": "pathb4"},
+                                                    {"label": "PathB4-MoE (LBL)", "run": "pathb4_lbl", "vs": "pathb4"}]}}
+    groups = {b: [f"{b}_s{s}" for s in range(3)] for b in values}
+    spec = parse_report_spec(cfg, set(records["run"]), run_groups=groups)
+    assert spec.stats_runs() == ["indep", "pathb4", "pathb4_lbl"]
+    data = json.loads(render_stats(spec, records, runs, tmp_path / "tables")[1].read_text())
+    assert data["columns"][:3] == ["arc_easy", "avg", "val_ppl"] and "routing_entropy_bits" in data["columns"]
+    ppl = [v[1] for v in values["pathb4"]]
+    assert data["rows"]["PathB4-MoE"]["val_ppl"] == pytest.approx(np.mean(ppl))
+    assert data["ci95"]["PathB4-MoE"]["val_ppl"] == pytest.approx(stats.t.ppf(0.975, 2) * np.std(ppl, ddof=1) / np.sqrt(3))
+    test = data["paired"]["PathB4-MoE"]["val_ppl"]
+    ref = [v[1] for v in values["indep"]]
+    diffs = np.subtract(ppl, ref)
+    assert test["mean_diff"] == pytest.approx(diffs.mean()) and test["n"] == 3
+    assert test["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3))
+    assert test["p_value"] == pytest.approx(stats.ttest_rel(ppl, ref).pvalue)
+    h = data["paired"]["PathB4-MoE"]["routing_entropy_bits"]
+    assert h["mean_diff"] == pytest.approx(-1.0667, abs=1e-3) and h["p_value"] < 0.01
+    assert data["paired"]["PathB4-MoE (LBL)"]["vs"] == "PathB4-MoE"  # a row's own reference
+    assert data["paired"]["PathB4-MoE (LBL)"]["arc_easy"]["mean_diff"] == pytest.approx(100 * (-0.01 - 0.03 + 0.0) / 3)
+    assert "Indep-MoE" not in data["paired"]  # the reference itself: mean and CI only
+    md = "\n".join(markdown_stats(data))
+    assert "| Validation PPL | PathB4-MoE | 3 | 12.43 ± 0.52 | -0.40 ± 0.25 vs Indep-MoE | 0.020 |" in md
+    with pytest.raises(ValueError, match=r"report.stats.rows\[0\].vs: unknown run 'nosuch'"):
+        parse_report_spec({**cfg, "stats": {"rows": [{"label": "x", "run": "pathb4", "vs": "nosuch"}]}},
+                          set(records["run"]), run_groups=groups)
+
+
+def test_table4_and_fig7_show_the_spread_over_seeds(env):
+    """Rows with several seeds: Table 4 prints the 95% CI half-width, Fig 7 a shaded CI band."""
+    from pathmoe.report import figures
+
+    spec, records, runs, out = env
+    cfg = report_cfg()
+    cfg["tables"]["table4"]["rows"] = [{"label": "PathB4-MoE", "run": "pathb4"}, {"label": "Indep-MoE", "run": "indep"}]
+    cfg["figures"]["fig7"]["rows"] = [{"label": "Indep", "run": "indep"}]
+    spec = parse_report_spec(cfg, RUNS)
+    tex = render_table("table4", spec, records, out, runs, load_reference())[0].read_text()
+    ci = stats.t.ppf(0.975, 1) * np.std([3.0, 4.0], ddof=1) / np.sqrt(2)  # H of indep_s0, indep_s1
+    assert f"3.50 bits$_{{\\pm {ci:.2f}}}$" in tex and "5.00 bits &" in tex  # one seed: no CI
+    for s in (0, 1):  # the seeds' consistency curves differ: the band has width
+        atomic_write_json(runs / f"indep_s{s}" / "analysis" / "consistency.json",
+                          {"windows": [2, 3, 4], "path_consistency": [0.5 + s / 10] * 3,
+                           "run_lengths": {"length": [1, 2], "fraction": [0.6 + s / 10, 0.4 - s / 10]}})
+    fig = figures._DRAWERS["fig7"](spec, records, runs, spec.figure_rows("fig7"), spec.figure("fig7"))
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() < 0.55 - 0.3 and band.max() > 0.55 + 0.3  # mean 0.55 ± t * sd / sqrt(2) = ± 0.64

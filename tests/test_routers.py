@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pathmoe.model import PathMoEConfig, PathMoEForCausalLM, RoutingHook, load_balancing_loss
+from pathmoe.model import (PathMoEConfig, PathMoEForCausalLM, RoutingHook, balance_stats, load_balancing_loss,
+                           reduce_load_balancing)
 
 torch.set_num_threads(1)
 
@@ -159,12 +160,37 @@ def test_load_balancing_loss_closed_forms_and_sum_over_deciding_layers():
     collapsed[:, 0] = 1.0
     assert torch.isclose(load_balancing_loss(collapsed, torch.zeros(16, 1, dtype=torch.long)), torch.tensor(4.0))
     for router, block, deciding in (("linear", 1, 8), ("mono", 4, 2)):
-        model = build(router=router, block_size=block, lbl_coef=0.5)
+        model = build(router=router, block_size=block, lbl_coef=0.5, lbl_reduction="sum")
         out = model(TOKENS, labels=TOKENS, output_routing=True)
         layers = [out.routing[i] for i in range(0, 8, 8 // deciding)]
         expect = 0.5 * sum(load_balancing_loss(p, i) for i, _, p in layers)
         assert torch.allclose(out.aux_loss, expect) and torch.allclose(out.loss, out.lm_loss + out.aux_loss)
     assert build(router="linear", lbl_coef=0.0)(TOKENS).aux_loss == 0
+
+
+def qiu_load_balancing_loss(gate_logits: tuple[torch.Tensor, ...], num_experts: int, top_k: int) -> torch.Tensor:
+    """The balance loss as Qiu et al. (2024)'s code computes it (HF Mixtral's function of that time):
+    the layers' router logits concatenated, a [k, E] slot mask averaged over tokens, times E."""
+    routing_weights = torch.cat(gate_logits, dim=0).softmax(-1)
+    _, selected = routing_weights.topk(top_k, dim=-1)
+    tokens_per_expert = torch.nn.functional.one_hot(selected, num_experts).float().mean(0)  # [k, E]
+    return torch.sum(tokens_per_expert * routing_weights.mean(0).unsqueeze(0)) * num_experts
+
+
+def test_lbl_reduction_mean_is_qiu_et_al_form_and_the_default():
+    assert tiny().lbl_reduction == "mean"
+    model = build(router="linear", lbl_coef=0.5)  # default reduction
+    logits = []
+    orig = model.router_stack.logits
+    model.router_stack.logits = lambda *a: (logits.append(orig(*a)[0]) or (logits[-1], None))
+    out = model(TOKENS)
+    assert torch.allclose(out.aux_loss, 0.5 * qiu_load_balancing_loss(tuple(logits), 8, 2))
+    # scale: perfectly balanced layers give k under `mean` and L under `sum` (L/k = 4x here)
+    probs = torch.full((16, 8), 1 / 8)
+    ids = torch.stack([torch.arange(16).remainder(8), (torch.arange(16) + 1).remainder(8)], -1)
+    stats = [balance_stats(probs, ids)] * 8
+    assert torch.isclose(reduce_load_balancing(stats, "mean", 2), torch.tensor(2.0))
+    assert torch.isclose(reduce_load_balancing(stats, "sum", 2), torch.tensor(8.0))
 
 
 def test_z_loss_adds_mean_squared_logsumexp():
@@ -220,6 +246,7 @@ def test_routing_hook_select_and_remap_are_honoured():
     (dict(dispatch="megablocks"), "dispatch"),
     (dict(expert_activation="relu"), "expert_activation"),
     (dict(lbl_coef=-1.0), "lbl_coef"),
+    (dict(lbl_reduction="max"), "lbl_reduction"),
 ])
 def test_bad_configs_fail_with_one_line_naming_the_key(kw, key):
     with pytest.raises(ValueError) as err:

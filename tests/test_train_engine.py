@@ -154,9 +154,19 @@ def test_bad_train_config_is_one_line_error(tiny_data, tmp_path, capsys):  # noq
         assert needle in err and len(err.splitlines()) == 1
 
 
-def test_path_restricted_continuation(tiny_data, tmp_path):  # noqa: F811
+def test_path_restricted_continuation(tiny_data, tmp_path, monkeypatch):  # noqa: F811
     from pathmoe.analysis.restriction import PathRestrictionHook
     from pathmoe.model import PathMoEForCausalLM
+    from pathmoe.train import loop
+
+    drawn = []  # data step of every micro-batch window draw
+    real_sample = loop.sample_windows
+
+    def sample(tokens, batch, window, seed, step, micro, rank):
+        drawn.append(step)
+        return real_sample(tokens, batch, window, seed, step, micro, rank)
+
+    monkeypatch.setattr(loop, "sample_windows", sample)
 
     pathb8 = {"router": "linear", "block_size": 4, "lbl_coef": 0.0}
     src = tmp_path / "pathb8"
@@ -164,9 +174,13 @@ def test_path_restricted_continuation(tiny_data, tmp_path):  # noqa: F811
     src_first = read_metrics(src / "metrics.jsonl")[0]["lm_loss"]
 
     run = tmp_path / "restricted"
-    init = {"checkpoint": str(src / "hf/step_20"), "restrict_top_paths": 3, "path_tokens": 2000}
+    init = {"checkpoint": str(src / "hf/step_20"), "step": 20, "restrict_top_paths": 3, "path_tokens": 2000}
+    drawn.clear()
     train(run_config(run, tiny_data, model=pathb8, train={"steps": 6, "ckpt_every": 100, "export_every": 100},
                      init_from=init))
+    # The continuation reads the data stream from the source's step on (2 micro-batches a step),
+    # not the batches the source already trained on.
+    assert drawn == [s for s in range(20, 26) for _ in range(2)]
     saved = read_json(run / "restricted_paths.json")
     assert len(saved["paths"]) == 3 and all(len(p) == 8 for p in saved["paths"])
     assert saved["counts"] == sorted(saved["counts"], reverse=True) and saved["num_tokens"] == 1984
@@ -183,7 +197,10 @@ def test_path_restricted_continuation(tiny_data, tmp_path):  # noqa: F811
 
     # restrict_top_paths: null is the unrestricted control: same weights, no hook, no paths file.
     free = tmp_path / "unrestricted"
+    drawn.clear()
+    init_free = {k: v for k, v in init.items() if k != "step"}  # without the key: from the export's name
     train(run_config(free, tiny_data, model=pathb8, train={"steps": 2, "ckpt_every": 100, "export_every": 100},
-                     init_from={**init, "restrict_top_paths": None}))
+                     init_from={**init_free, "restrict_top_paths": None}))
+    assert drawn == [20, 20, 21, 21]
     assert not (free / "restricted_paths.json").exists()
     assert read_metrics(free / "metrics.jsonl")[0]["lm_loss"] < src_first - 0.3

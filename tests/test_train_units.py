@@ -174,17 +174,41 @@ def test_cli_accepts_launcher_local_rank():
 
 
 def test_state_of_a_different_run_spec_is_dropped(tmp_path):
-    from pathmoe.train.checkpoint import reset_if_config_changed
+    from pathmoe.train.checkpoint import reset_if_state_changed
 
     rc = {"run": "r", "train": {"steps": 10}}
-    assert not reset_if_config_changed(tmp_path, rc)  # fresh dir: nothing to drop
+    assert not reset_if_state_changed(tmp_path, rc, "d1")  # fresh dir: nothing to drop
     (tmp_path / "ds_ckpt").mkdir()
     (tmp_path / "metrics.jsonl").write_text("{}\n")
-    assert not reset_if_config_changed(tmp_path, rc)  # same spec: resume keeps the state
-    assert not reset_if_config_changed(tmp_path, {**rc, "eval": {"batch_size": 7}, "analysis": {"tokens": 9}})
+    assert not reset_if_state_changed(tmp_path, rc, "d1")  # same spec: resume keeps the state
+    assert not reset_if_state_changed(tmp_path, {**rc, "eval": {"batch_size": 7}, "analysis": {"tokens": 9}}, "d1")
     assert (tmp_path / "ds_ckpt").is_dir()  # eval/analysis settings do not touch training state
-    assert reset_if_config_changed(tmp_path, {"run": "r", "train": {"steps": 20}})  # edited spec
+    assert reset_if_state_changed(tmp_path, {"run": "r", "train": {"steps": 20}}, "d1")  # edited spec
     assert not (tmp_path / "ds_ckpt").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_state_trained_on_other_data_restarts_or_refuses(tmp_path, capsys):
+    from pathmoe.train.checkpoint import DataChangedError, reset_if_state_changed
+
+    rc = {"run": "r", "data_dir": "results/x/data/corpus", "train": {"steps": 10}}
+    reset_if_state_changed(tmp_path, rc, "a" * 64)
+    (tmp_path / "ds_ckpt").mkdir()
+    (tmp_path / "hf" / "step_5").mkdir(parents=True)
+    (tmp_path / "train_summary.json").write_text("{}")
+    # refuse: nothing is deleted, and the one-line error says how to choose
+    with pytest.raises(DataChangedError) as err:
+        reset_if_state_changed(tmp_path, {**rc, "train": {"steps": 10, "on_data_change": "refuse"}}, "b" * 64)
+    assert "\n" not in str(err.value) and "train.on_data_change: restart" in str(err.value)
+    assert (tmp_path / "ds_ckpt").is_dir() and (tmp_path / "hf" / "step_5").is_dir()
+    # switching on_data_change is a choice, not a spec change: with the old data nothing resets
+    assert not reset_if_state_changed(tmp_path, {**rc, "train": {"steps": 10, "on_data_change": "refuse"}}, "a" * 64)
+    capsys.readouterr()
+    # restart (the default): every piece of trained state goes, with a one-line notice naming the data
+    assert reset_if_state_changed(tmp_path, rc, "b" * 64)
+    notice = capsys.readouterr().out.strip()
+    assert "\n" not in notice and "data changed (dataset identity aaaaaaaaaaaa -> bbbbbbbbbbbb)" in notice
+    assert not any((tmp_path / n).exists() for n in ("ds_ckpt", "hf", "train_summary.json"))
+    assert (tmp_path / "data_hash").read_text().strip() == "b" * 64
 
 
 def test_throughput_excludes_warmup_and_work_after_the_last_step(monkeypatch):

@@ -62,7 +62,11 @@ def plan_text(exp: Experiment, gpu_flops: float | None = None, mfu: float | None
 
     gpu_flops = gpu_flops or exp.cost["gpu_flops"]
     mfu = mfu or exp.cost["mfu"]
-    return format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu)
+    text = format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu)
+    shared = [f"{run} -> {spec.trained_by}" for run, spec in exp.runs.items() if spec.trained_by]
+    if shared:  # above the table, whose last line stays the total
+        text = "runs sharing another run's training (identical spec, trained once): " + ", ".join(shared) + "\n" + text
+    return text
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ Stages never read the YAML: they get the resolved JSON specs this module writes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -31,10 +32,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "precision": "fp32", "zero_stage": 0,
     "device": "auto", "log_every": 10, "ckpt_every": 100, "export_every": 50, "export_steps": [],
     "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
+    "on_data_change": "restart",
 }
 EVAL_DEFAULTS: dict[str, Any] = {
     "tasks": ["offline_next", "offline_cloze"], "curve_tasks": [], "num_fewshot": {}, "batch_size": 16,
     "limit": None, "device": "auto", "ppl_tokens": 50_000, "offline_examples": 200, "offline_seed": 1234,
+    "task_dirs": [],
 }
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "tokens": 20_000, "seq_len": 128, "batch_size": 16, "permute_p": [0.0, 0.25, 0.5, 0.75, 1.0],
@@ -48,8 +51,14 @@ RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
     "analysis": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
 }
-# Run-spec sections only the stages after training read (see Experiment.train_config).
-POST_TRAINING_KEYS = ("eval", "analysis")
+# Keys of a `datasets:` entry that only name it in reports (Table 5: "Fineweb-100B", "Llama 2 (32k)").
+DATASET_NAME_KEYS = ("label", "tokenizer_label")
+# Run-spec sections only the stages after training read (see Experiment.train_config); `train_dir`
+# is where they find the run's checkpoints (another run's directory when the training is shared).
+POST_TRAINING_KEYS = ("eval", "analysis", "train_dir")
+# Run-spec keys that name a run without changing what it trains: runs equal in everything else
+# (and in `train` up to `export_steps`, which are merged) share one training.
+NAMING_KEYS = ("run", "base", "variant", "run_dir")
 COST_DEFAULTS: dict[str, Any] = {"gpu_flops": 989e12, "mfu": 0.35}
 # `snakemake audit`: `pathmoe` stages whose deterministic jobs are not re-executed (paper configs
 # skip `data`: re-running it downloads and tokenizes the whole corpus again).
@@ -96,14 +105,22 @@ class RunSpec:
     analysis: dict
     resources: dict
     init_from: dict | None = None
+    trained_by: str | None = None   # the run whose training this one shares (identical spec); None: its own
+    init_source: str | None = None  # continuations: the run that trains the source (whose exports it loads)
+
+    @property
+    def train_run(self) -> str:
+        """The run whose directory holds this run's checkpoints and train_summary.json."""
+        return self.trained_by or self.run
 
     def to_json(self, output_dir: Path) -> dict:
         """The resolved run spec of docs/ARCHITECTURE.md, as `run_config.json` holds it."""
         init = None
         if self.init_from is not None:
-            src = f"{self.init_from['run']}_s{self.seed}"
+            src = self.init_source or f"{self.init_from['run']}_s{self.seed}"
             init = {
                 "checkpoint": str(output_dir / "runs" / src / "hf" / f"step_{self.init_from['step']}"),
+                "step": self.init_from["step"],  # the source's step: the data stream continues from it
                 "restrict_top_paths": self.init_from.get("restrict_top_paths"),
                 "path_tokens": self.init_from.get("path_tokens", 20_000),
             }
@@ -111,6 +128,7 @@ class RunSpec:
             "run": self.run, "base": self.base, "variant": self.variant, "scale": self.scale,
             "dataset": self.dataset, "seed": self.seed,
             "run_dir": str(output_dir / "runs" / self.run),
+            "train_dir": str(output_dir / "runs" / self.train_run),
             "data_dir": str(output_dir / "data" / self.dataset),
             "model": self.model, "train": self.train, "eval": self.eval,
             "analysis": self.analysis, "init_from": init,
@@ -145,10 +163,18 @@ class Experiment:
     def dataset_config(self, name: str) -> dict:
         return self.datasets[name]
 
+    @property
+    def trained_runs(self) -> list[str]:
+        """The runs that train (one per distinct training spec), in config order."""
+        return [run for run, spec in self.runs.items() if spec.trained_by is None]
+
+    def train_run(self, run: str) -> str:
+        """The run whose training `run` uses: itself, or the first run with an identical training spec."""
+        return self.runs[run].train_run
+
     def source_run(self, run: str) -> str | None:
-        """The run whose export `run` continues from (path-restricted runs), if any."""
-        spec = self.runs[run]
-        return None if spec.init_from is None else f"{spec.init_from['run']}_s{spec.seed}"
+        """The (trained) run whose export `run` continues from (path-restricted runs), if any."""
+        return self.runs[run].init_source
 
 
 def _fail(msg: str) -> NoReturn:
@@ -204,13 +230,19 @@ def _check_finite(value: Any, key: str = "") -> None:
 def _check_eval_tasks(prefix: str, evl: dict) -> None:
     """Task names exist (offline tasks, the installed lm-eval's task index) and few-shot counts name
     listed tasks. `prefix` locates the merged eval section in messages ("" or "runs.<base>.")."""
+    from pathmoe.eval.task_dirs import check_task_dirs
     from pathmoe.eval.task_index import OFFLINE_TASKS, unknown_tasks
 
+    try:  # the folders the names may come from, first
+        check_task_dirs(evl["task_dirs"])
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(f"config key {prefix}{exc}")
     for field_name in ("tasks", "curve_tasks"):
-        unknown = unknown_tasks(evl[field_name])
+        unknown = unknown_tasks(evl[field_name], evl["task_dirs"])
         if unknown:
             _fail(f"config key {prefix}eval.{field_name}: unknown task(s) {unknown}; allowed: an offline task "
-                  f"({', '.join(OFFLINE_TASKS)}) or a task/group of the installed lm-eval (`lm_eval ls tasks`)")
+                  f"({', '.join(OFFLINE_TASKS)}), a task of eval.task_dirs, or a task/group of the installed "
+                  "lm-eval (`lm_eval ls tasks`)")
     listed = set(evl["tasks"]) | set(evl["curve_tasks"])
     stray = sorted(set(evl["num_fewshot"]) - listed)
     if stray:
@@ -269,6 +301,9 @@ def _resolve_model(base: str, scale: str, variant_name: str, scale_model: dict, 
     model = deep_merge(model, override)
     if model.get("block_size") == "all":
         model["block_size"] = model.get("n_layers")
+    if model.get("lbl_coef", MODEL_DEFAULTS["lbl_coef"]) and "lbl_reduction" not in model:
+        # how the loss is reduced changes what a run with LBL learns: part of its identity (state hash)
+        model["lbl_reduction"] = MODEL_DEFAULTS["lbl_reduction"]
     probe = {**MODEL_DEFAULTS, **model}
     if probe.get("vocab_size") is None:
         probe["vocab_size"] = 2  # resolved from the tokenizer at train time; any size validates the rest
@@ -305,8 +340,13 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
 
     from pathmoe.data import validate_dataset_config
 
-    datasets = {}
+    datasets, dataset_names = {}, {}
     for name, dcfg in cfg["datasets"].items():
+        # printed names (Table 5) are report settings: kept out of the data stage's config and hashes
+        dataset_names[name] = {k: dcfg.pop(k) for k in DATASET_NAME_KEYS if k in dcfg}
+        for key, value in dataset_names[name].items():
+            if not isinstance(value, str) or not value:
+                _fail(f"datasets.{name}.{key}={value!r} is not allowed; allowed: a non-empty string")
         try:
             datasets[name] = validate_dataset_config(dcfg)
         except (ValueError, FileNotFoundError) as exc:
@@ -351,6 +391,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"analysis.seq_len={analysis['seq_len']} exceeds model.max_seq_len={max_seq_len} "
                   f"of runs.{base} (scale {scale})")
         evl = deep_merge(deep_merge(eval_top, scfg.get("eval")), rcfg.get("eval"))
+        _check_task_dirs(base, evl["task_dirs"])
         if scfg.get("eval") or rcfg.get("eval"):
             _check_eval_tasks(f"runs.{base}.", evl)  # merged: eval < scales.<scale>.eval < runs.<base>.eval
         declared = scfg.get("resources", {})
@@ -369,6 +410,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
 
     _resolve_init_from(cfg, runs)
     output_dir = Path(cfg.get("output_dir", f"results/{cfg['name']}"))
+    _share_identical_trainings(runs, output_dir)
     exp = Experiment(
         name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", f"reports/{cfg['name']}")),
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
@@ -378,10 +420,21 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         from pathmoe.report import parse_report_spec
 
         try:
-            exp.report = parse_report_spec(cfg["report"], set(runs), run_groups=base_runs)
+            exp.report = parse_report_spec(cfg["report"], set(runs), run_groups=base_runs,
+                                           dataset_names={k: v for k, v in dataset_names.items() if v})
         except ValueError as exc:
             _fail(str(exc))
     return exp
+
+
+def _check_task_dirs(base: str, task_dirs: list[str]) -> None:
+    """eval.task_dirs are folders of lm-eval task YAMLs (checked here, before any job starts)."""
+    from pathmoe.eval.task_dirs import check_task_dirs
+
+    try:
+        check_task_dirs(task_dirs)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(f"runs.{base}: {exc}")
 
 
 def _resolve_init_from(cfg: dict, runs: dict[str, RunSpec]) -> None:
@@ -405,6 +458,41 @@ def _resolve_init_from(cfg: dict, runs: dict[str, RunSpec]) -> None:
         if step not in src.train["export_steps"]:
             new_train = deep_merge(src.train, {"export_steps": sorted({*src.train["export_steps"], step})})
             runs[src.run] = RunSpec(**{**src.__dict__, "train": new_train})
+
+
+def training_identity(run_config: dict) -> str:
+    """What a run trains, as a canonical string: its train_config.json without the keys that only
+    name it (NAMING_KEYS) and without `train.export_steps` (which checkpoints are kept, not what is
+    learned). Equal identities train the same weights, bit for bit on CPU."""
+    spec = {k: v for k, v in run_config.items() if k not in NAMING_KEYS and k not in POST_TRAINING_KEYS}
+    spec["train"] = {k: v for k, v in spec["train"].items() if k != "export_steps"}
+    return json.dumps(spec, sort_keys=True)
+
+
+def _share_identical_trainings(runs: dict[str, RunSpec], output_dir: Path) -> None:
+    """Let runs with identical training specs share one training (the first in config order).
+
+    E.g. the default's `pathb1` (PathB1: linear router, blocks of 1, no LBL) and `indep_nolbl`
+    (Indep-MoE with LBL 0) are one model: it is trained once and both are evaluated on it. The
+    training run exports the union of their `export_steps`. Sources are resolved before
+    continuations, whose identity names the run that trains their source.
+    """
+    first_of: dict[str, str] = {}
+    for continuations in (False, True):
+        for run_id in list(runs):
+            spec = runs[run_id]
+            if (spec.init_from is not None) != continuations:
+                continue
+            if continuations:
+                source = f"{spec.init_from['run']}_s{spec.seed}"
+                spec = runs[run_id] = dataclasses.replace(spec, init_source=runs[source].train_run)
+            first = first_of.setdefault(training_identity(spec.to_json(output_dir)), run_id)
+            if first == run_id:
+                continue
+            runs[run_id] = dataclasses.replace(spec, trained_by=first)
+            merged = sorted({*runs[first].train["export_steps"], *spec.train["export_steps"]})
+            if merged != list(runs[first].train["export_steps"]):
+                runs[first] = dataclasses.replace(runs[first], train={**runs[first].train, "export_steps": merged})
 
 
 def find_config(name: str | None) -> Path:

@@ -43,9 +43,10 @@ def run_vocab_size(exp: Experiment, run: str) -> int:
 
 
 def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[RunCost]:
-    """GPU-hours of every training run of `exp`, in config order."""
+    """GPU-hours of every training of `exp`, in config order (a shared training counts once)."""
     costs = []
-    for run, spec in exp.runs.items():
+    for run in exp.trained_runs:
+        spec = exp.runs[run]
         model = {**spec.model, "vocab_size": run_vocab_size(exp, run)}
         tokens = train_tokens(spec.train)
         counts = parameter_counts(model)

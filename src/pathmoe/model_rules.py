@@ -15,6 +15,8 @@ ROUTERS = ("linear", "random", "xmoe", "recurrent", "mono", "lowrank")
 BLOCK_ROUTERS = ("linear", "xmoe", "mono")
 DISPATCHES = ("dropless", "deepspeed")
 ACTIVATIONS = ("gelu", "swiglu")
+# How the load-balancing loss combines layers (pathmoe.model.routing.reduce_load_balancing).
+LBL_REDUCTIONS = ("mean", "sum")
 _POSITIVE_INTS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_experts", "top_k",
                   "expert_hidden", "max_seq_len", "lowrank_rank", "recurrent_hidden", "xmoe_dim",
                   "expert_parallel_size")
@@ -46,6 +48,7 @@ class ModelFields:
     xmoe_dim: int = 16
     xmoe_init_temperature: float = 0.07
     lbl_coef: float = 0.01
+    lbl_reduction: str = "mean"
     z_loss_coef: float = 0.0
     dispatch: str = "dropless"
     capacity_factor: float = 1.25
@@ -82,6 +85,8 @@ def check_model_config(values: Mapping[str, Any]) -> None:
         raise bad("router", " | ".join(ROUTERS))
     if v["dispatch"] not in DISPATCHES:
         raise bad("dispatch", " | ".join(DISPATCHES))
+    if v["lbl_reduction"] not in LBL_REDUCTIONS:
+        raise bad("lbl_reduction", " | ".join(LBL_REDUCTIONS))
     if v["expert_activation"] not in ACTIVATIONS:
         raise bad("expert_activation", " | ".join(ACTIVATIONS))
     if v["top_k"] > v["n_experts"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def _cmd_traces(args: argparse.Namespace) -> int:
@@ -11,7 +12,8 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
     traces = make_traces(args.out, args.shards, args.tokens, args.seq_len, checkpoint=args.checkpoint,
                          hf_model=args.hf_model, batch_size=args.batch_size, device=args.device)
-    print(json.dumps({"out": args.out, "shape": list(traces["experts"].shape)}))
+    print(json.dumps({"out": args.out, "num_tokens": int(traces["experts"].shape[0]),
+                      "shape": list(traces["experts"].shape)}))
     return 0
 
 
@@ -29,7 +31,7 @@ def _cmd_trace_analysis(args: argparse.Namespace) -> int:
     record = analyze_traces(args.analysis, load_traces(args.traces), tokenizer=tokenizer,
                             num_paths=args.num_paths, top_n=args.n)
     atomic_write_json(args.out, record)
-    print(args.out)
+    print(json.dumps({"out": args.out, "num_tokens": record["num_tokens"]}))
     return 0
 
 
@@ -46,7 +48,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     record = permutation_robustness(load_model(args.checkpoint, dev), val_tokens(args.shards, args.tokens), args.p,
                                     args.seq_len, args.batch_size, dev, seed=args.seed, repeats=args.repeats)
     atomic_write_json(args.out, record)
-    print(json.dumps({"p": record["p"], "degradation_pct": record["degradation_pct"]}))
+    print(json.dumps({"out": args.out, "num_tokens": record["num_tokens"], "p": record["p"],
+                      "degradation_pct": record["degradation_pct"]}))
     return 0
 
 
@@ -57,7 +60,8 @@ def _cmd_all(args: argparse.Namespace) -> int:
                       p_values=tuple(args.p), batch_size=args.batch_size, device=args.device,
                       tokenizer_dir=args.tokenizer, repeats=args.repeats, seed=args.seed,
                       num_paths=args.num_paths, top_n=args.n)
-    print(json.dumps({"out_dir": args.out_dir, "seconds": timings}))
+    num_tokens = json.loads((Path(args.out_dir) / "paths.json").read_text())["num_tokens"]
+    print(json.dumps({"out_dir": args.out_dir, "num_tokens": num_tokens, "seconds": timings}))
     return 0
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pathmoe.model import RoutingHook
 
-from .traces import batches
+from .traces import batches, windows
 
 
 def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -106,4 +106,5 @@ def permutation_robustness(model, tokens: np.ndarray, p_values: list[float], seq
         model.train(was_training)
     return {"p": [float(p) for p in p_values], "ppl": ppl,
             "degradation_pct": [100.0 * (v / base - 1.0) for v in ppl],
-            "ppl_unperturbed": base, "permuted_fraction": changed, "repeats": repeats, "seed": seed}
+            "ppl_unperturbed": base, "permuted_fraction": changed, "repeats": repeats, "seed": seed,
+            "num_tokens": int(windows(tokens, seq_len).size)}  # the whole windows scored (a short tail is dropped)

@@ -100,24 +100,29 @@ def make_traces(out: str | os.PathLike, shards: str | os.PathLike, num_tokens: i
 
 def analyze_traces(kind: str, traces: dict[str, np.ndarray], tokenizer: Any = None, num_paths: int = 20,
                    top_n: int = 500) -> dict:
-    """One traces-only analysis: kind in paths | consistency | entropy | specialization | top-paths."""
+    """One traces-only analysis: kind in paths | consistency | entropy | specialization | top-paths.
+
+    Every record carries `num_tokens`: the number of traced tokens it was computed from.
+    """
     top1 = traces["experts"][:, :, 0]
     if kind == "paths":
-        return path_metrics(top1)
-    if kind == "consistency":
-        return consistency_metrics(traces["experts"])
-    if kind == "entropy":
+        record = path_metrics(top1)
+    elif kind == "consistency":
+        record = consistency_metrics(traces["experts"])
+    elif kind == "entropy":
         from .traces import mean_entropy_per_layer
 
-        return mean_entropy_per_layer(traces)
-    if kind == "specialization":
+        record = mean_entropy_per_layer(traces)
+    elif kind == "specialization":
         if tokenizer is None:
             raise ValueError("the specialization analysis needs a tokenizer: pass --tokenizer DIR")
-        return specialization(top1, word_categories(traces["tokens"], tokenizer), num_paths)
-    if kind == "top-paths":
+        record = specialization(top1, word_categories(traces["tokens"], tokenizer), num_paths)
+    elif kind == "top-paths":
         paths, counts = top_paths(top1, top_n)
-        return {"paths": paths.tolist(), "counts": counts.tolist(), "num_tokens": int(top1.shape[0])}
-    raise ValueError(f"unknown analysis {kind!r}; allowed: paths, consistency, entropy, specialization, top-paths")
+        record = {"paths": paths.tolist(), "counts": counts.tolist()}
+    else:
+        raise ValueError(f"unknown analysis {kind!r}; allowed: paths, consistency, entropy, specialization, top-paths")
+    return {**record, "num_tokens": int(top1.shape[0])}
 
 
 # Every traces-only analysis, in the order `run_all` runs them; each writes `<kind>.json` (`-` -> `_`).

@@ -3,8 +3,11 @@
 Tolerance X (`--paper-tolerance X`) means:
 - accuracy cells (every lm-eval task column and `avg`, printed in percent): |ours - paper| <= X
   percentage points;
-- natural-unit cells (val_ppl, throughput_ktok_s, peak_mem_gib and Table 4's routing statistics):
-  |ours - paper| / |paper| <= X percent (relative); a paper value of 0 must be matched exactly.
+- natural-unit cells (val_ppl, throughput_ktok_s, peak_mem_gib, Table 4's routing statistics, and
+  the headline ratios and counts of tables/headlines.json: perplexity degradation at p=1, the
+  robustness ratio, the analysis token count): |ours - paper| / |paper| <= X percent (relative); a
+  paper value of 0 must be matched exactly. The other headline numbers (consistency %, entropy
+  reduction %, accuracies and gains, checkpoint-selection std) are percentage points.
 A paper cell the reproduction left empty counts as outside tolerance.
 Matching rows/columns to the paper is the report stage's `compare_with_paper`; this module only
 finds the tables and applies the rule above.
@@ -20,10 +23,12 @@ from typing import Any, Mapping
 from pathmoe.io import read_json
 from pathmoe.report.aggregate import NATURAL_UNITS
 from pathmoe.report.reference import compare_with_paper, load_reference
+from pathmoe.report.headlines import RELATIVE_KEYS
 from pathmoe.report.tables import TABLE4_COLUMNS
 
-# The report stage's natural-unit columns (printed as is, not in percent) and Table 4's statistics.
-NATURAL_UNIT_COLUMNS = frozenset(NATURAL_UNITS) | {key for key, _ in TABLE4_COLUMNS}
+# The report stage's natural-unit columns (printed as is, not in percent), Table 4's statistics and
+# the headline numbers compared relatively.
+NATURAL_UNIT_COLUMNS = frozenset(NATURAL_UNITS) | {key for key, _ in TABLE4_COLUMNS} | RELATIVE_KEYS
 
 
 @dataclass(frozen=True)

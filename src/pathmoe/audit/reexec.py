@@ -54,6 +54,8 @@ REEXEC_COMMANDS: dict[tuple[str, str], dict[str, str]] = {
     **{("analyze", kind): _TRACE_FILES for kind in ("paths", "consistency", "entropy", "specialization", "top-paths")},
     ("eval", "collect"): {"runs": READ, "out": WRITE},
     ("report", "table"): {"spec": READ, "records": READ, "runs_dir": READ, "reference": READ, "out_dir": WRITE},
+    ("report", "headlines"): {"spec": READ, "records": READ, "runs_dir": READ, "reference": READ, "out_dir": WRITE},
+    ("report", "stats"): {"spec": READ, "records": READ, "runs_dir": READ, "out_dir": WRITE},
     ("report", "document"): {"spec": READ, "out_dir": WRITE},
 }
 # The interpreter runs pathmoe's CLI without the scratch directory (the job's cwd, which holds

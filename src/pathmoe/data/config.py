@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pathmoe.data.paths import check_dataset_paths, local_tokenizer_path
+
 DEFAULTS: dict[str, Any] = {
     "tokenizer": {"kind": "bpe", "vocab_size": 4096},
     "validation_documents": 200,
@@ -19,11 +21,11 @@ DEFAULTS: dict[str, Any] = {
 }
 SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
     "builtin": {"num_documents": 4000, "seed": 0},
-    "hf": {"name": None, "split": "train", "text_field": "text", "max_documents": None, "seed": 0},
+    "hf": {"name": None, "split": "train", "text_field": "text", "max_documents": None, "seed": 0, "revision": None},
     "local": {"text_field": "text", "txt_mode": "file", "seed": 0},
 }
 SOURCE_REQUIRED = {"builtin": (), "hf": ("path",), "local": ("paths",)}
-TOKENIZER_KEYS = {"bpe": {"kind", "vocab_size"}, "hf": {"kind", "name"}}
+TOKENIZER_KEYS = {"bpe": {"kind", "vocab_size"}, "hf": {"kind", "name", "revision", "eos_token"}}
 TOP_KEYS = {"name", "source", *DEFAULTS}
 DTYPES = ("auto", "uint16", "uint32")
 TXT_MODES = ("file", "paragraph")
@@ -62,6 +64,7 @@ def _validate_source(src: Any) -> dict[str, Any]:
             raise ValueError(f"dataset config: source.path must be a hub dataset name, got {out['path']!r}")
         if out["max_documents"] is not None:
             _positive_int(out["max_documents"], "source.max_documents")
+        _optional_string(out["revision"], "source.revision", "a hub revision (branch, tag or commit)")
     else:
         paths = out["paths"]
         if isinstance(paths, str):
@@ -86,16 +89,38 @@ def _validate_tokenizer(tok: Any) -> dict[str, Any]:
         if out["vocab_size"] < 257:
             raise ValueError(f"dataset config: tokenizer.vocab_size must be >= 257 (256 bytes + <|endoftext|>), got {out['vocab_size']}")
         return out
-    if not isinstance(tok.get("name"), str) or not tok["name"]:
-        raise ValueError(f"dataset config: tokenizer.name must be a hub name or local path, got {tok.get('name')!r}")
-    return dict(tok)
+    out = {"kind": "hf", "name": tok.get("name"), "revision": tok.get("revision"), "eos_token": tok.get("eos_token")}
+    if not isinstance(out["name"], str) or not out["name"]:
+        raise ValueError("dataset config: tokenizer.name must be a tokenizer.json file, a folder holding one or "
+                         f"a hub name, got {out['name']!r}")
+    _optional_string(out["revision"], "tokenizer.revision", "a hub revision (branch, tag or commit)")
+    _optional_string(out["eos_token"], "tokenizer.eos_token", "a token of the tokenizer's vocabulary")
+    return out
+
+
+def _optional_string(value: Any, key: str, what: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"dataset config: {key} must be null or {what}, got {value!r}")
+
+
+def _check_paths(cfg: dict[str, Any]) -> None:
+    """Every local file the config names exists and is usable (one-line error naming it otherwise)."""
+    try:
+        check_dataset_paths(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        raise type(exc)(f"dataset config: {exc}") from None
+    tok = cfg["tokenizer"]
+    if tok["kind"] == "hf" and tok["revision"] is not None and local_tokenizer_path(tok["name"]) is not None:
+        raise ValueError(f"dataset config: tokenizer.revision applies to hub names only; {tok['name']!r} is a local path")
 
 
 def validate_dataset_config(cfg: Any) -> dict[str, Any]:
     """Check a dataset config and return a copy with all defaults filled in.
 
-    Raises ValueError with a one-line message naming the bad key and what is allowed.
-    Static checks only: whether local files exist is checked when they are read (`fetch`).
+    Raises ValueError (FileNotFoundError for a missing file) with a one-line message naming the
+    bad key or file and what is allowed. Local files (`source.paths`, a local `tokenizer.name`)
+    are checked here too: each must exist, be readable and not be empty. Their content is checked
+    when a data step reads them.
     """
     if not isinstance(cfg, dict):
         raise ValueError(f"dataset config must be a mapping, got {type(cfg).__name__}")
@@ -116,4 +141,5 @@ def validate_dataset_config(cfg: Any) -> dict[str, Any]:
     total = src.get("num_documents") or src.get("max_documents")
     if total is not None and out["validation_documents"] >= total:
         raise ValueError(f"dataset config: validation_documents ({out['validation_documents']}) must be smaller than the number of source documents ({total})")
+    _check_paths(out)
     return out

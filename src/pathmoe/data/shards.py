@@ -9,6 +9,7 @@ dtype).
 Resumable: after every shard an atomic shards/index.partial.json lists the finished ones; a rerun
 keeps each listed shard whose file is present with the listed size and sha256 and starts from
 the recorded cursor for the others, so a crash or a deleted shard costs only the missing shards.
+Safe: a build for other inputs goes to shards.new/ and replaces shards/ only when complete.
 Deterministic: same inputs -> byte-identical shards, whatever `num_workers`.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +32,8 @@ from pathmoe.io import atomic_path, atomic_write_json, read_json, sha256_file
 
 SPLITS = ("train", "val")
 UINT16_MAX_VOCAB = 65536
+STAGING_DIR = "shards.new"  # a rebuild for other inputs, swapped in for shards/ once complete
+OLD_DIR = ".shards.old"  # shards/ between the two renames of the swap
 
 
 def resolve_dtype(requested: str, vocab_size: int) -> str:
@@ -102,10 +106,51 @@ def _inputs(out: Path) -> tuple[Path, Path]:
     return tdir, out / "shards"
 
 
+def _previous_fingerprint(index_path: Path) -> str | None:
+    try:
+        return read_json(index_path).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _build_dir(out: Path, fp: str) -> Path:
+    """Where this build writes: shards/ itself, or shards.new/ when shards/ holds complete data
+    of other inputs, which must stay intact until the new build is complete (then swapped in)."""
+    sdir, stage, old = out / "shards", out / STAGING_DIR, out / OLD_DIR
+    if not sdir.exists() and (stage / "index.json").is_file():
+        os.replace(stage, sdir)  # a previous swap was interrupted between its two renames
+    shutil.rmtree(old, ignore_errors=True)
+    current = _previous_fingerprint(sdir / "index.json")
+    if current is None or current == fp:
+        shutil.rmtree(stage, ignore_errors=True)
+        return sdir
+    return stage
+
+
+def _swap_in(out: Path, stage: Path) -> None:
+    """Replace shards/ by the completed `stage` directory (two renames, then the old data goes)."""
+    sdir, old = out / "shards", out / OLD_DIR
+    os.replace(sdir, old)
+    os.replace(stage, sdir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sources(out: Path, train_sha256: str) -> list[dict[str, Any]]:
+    """The source files raw/manifest.json lists, when the manifest describes the current raw files."""
+    try:
+        man = read_json(out / "raw" / "manifest.json")
+        return list(man.get("sources", [])) if man["train"]["sha256"] == train_sha256 else []
+    except (OSError, KeyError, TypeError, ValueError):
+        return []
+
+
 def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write <out_dir>/shards/{train,val}_*.bin and index.json; returns the index.
 
     Skips every shard that a previous (possibly interrupted) run with the same inputs finished.
+    Shards of other inputs (a changed corpus or tokenizer) stay in place, untouched, until the
+    new build is complete: it is written to shards.new/ and swapped in at the end, so a failing
+    or interrupted rebuild never leaves a dataset without its previous shards.
     """
     cfg = validate_dataset_config(cfg)
     out = Path(out_dir)
@@ -118,30 +163,33 @@ def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[
                       **{f"{s}_sha256": raw_sha[s] for s in SPLITS}})
     index: dict[str, Any] = {"dtype": dtype, "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"],
                              "tokenizer": meta["name"], "shard_tokens": cfg["shard_tokens"],
-                             "fingerprint": fp, "splits": {}}
+                             "fingerprint": fp, "sources": _sources(out, raw_sha["train"]), "splits": {}}
+    build = _build_dir(out, fp)
     previous: dict[str, list] = {}
-    for candidate in (sdir / "index.json", sdir / "index.partial.json"):
+    for candidate in (build / "index.json", build / "index.partial.json"):
         if candidate.is_file():
             old = read_json(candidate)
             if old.get("fingerprint") == fp:
                 previous = {s: old["splits"].get(s, []) for s in SPLITS}
                 break
             candidate.unlink()  # describes other inputs: it must not outlive the shards it lists
-    sdir.mkdir(parents=True, exist_ok=True)
+    build.mkdir(parents=True, exist_ok=True)
 
     def save_partial(split: str) -> Callable[[list[dict]], None]:
         def save(entries: list[dict]) -> None:
-            atomic_write_json(sdir / "index.partial.json", {**index, "splits": {**previous, **index["splits"], split: entries}})
+            atomic_write_json(build / "index.partial.json", {**index, "splits": {**previous, **index["splits"], split: entries}})
         return save
 
     with Encoder(tdir / "tokenizer.json", cfg["num_workers"]) as encoder:
         for split in SPLITS:
             raw_path = out / "raw" / f"{split}.jsonl"
-            index["splits"][split] = _build_split(split, raw_path, num_documents(raw_path, raw_sha[split]), sdir, encoder,
+            index["splits"][split] = _build_split(split, raw_path, num_documents(raw_path, raw_sha[split]), build, encoder,
                                                   meta, dtype, cfg["shard_tokens"], previous.get(split, []),
                                                   save_partial(split))
     index["num_tokens"] = {s: sum(e["num_tokens"] for e in index["splits"][s]) for s in SPLITS}
-    if not (sdir / "index.json").is_file() or read_json(sdir / "index.json") != index:  # a no-op rerun leaves it untouched
-        atomic_write_json(sdir / "index.json", index)
-    (sdir / "index.partial.json").unlink(missing_ok=True)
+    if not (build / "index.json").is_file() or read_json(build / "index.json") != index:  # a no-op rerun leaves it untouched
+        atomic_write_json(build / "index.json", index)
+    (build / "index.partial.json").unlink(missing_ok=True)
+    if build != sdir:
+        _swap_in(out, build)
     return index

@@ -9,7 +9,6 @@ even for millions of hub documents.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import random
@@ -22,71 +21,120 @@ from tqdm import tqdm
 from pathmoe.data.builtin_corpus import generate_documents
 from pathmoe.data.config import validate_dataset_config
 from pathmoe.data.fingerprint import fingerprint, raw_sha256
+from pathmoe.data.paths import expand_local_paths
 from pathmoe.io import atomic_path, atomic_write_json, read_json
 
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
+NUL = "\x00"
 
 
-def expand_local_paths(patterns: list[str]) -> list[Path]:
-    """Every file matched by the patterns, in order (sorted within one glob); no duplicates."""
-    files: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        matches = [m for m in matches if os.path.isfile(m)]
-        if not matches:
-            raise FileNotFoundError(f"source.paths: no file matches {pattern!r}")
-        for m in matches:
-            if not m.endswith(LOCAL_SUFFIXES):
-                raise ValueError(f"source.paths: {m!r} has an unsupported suffix; allowed: {list(LOCAL_SUFFIXES)}")
-            if Path(m) not in files:
-                files.append(Path(m))
-    return files
+def _decode(data: bytes, path: Path, line: int | None = None) -> str:
+    """UTF-8 text of `data` (a leading BOM dropped); a one-line error naming the file otherwise.
+
+    `line` is the line number `data` starts at (jsonl reads line by line); for a whole file the
+    line of the first bad byte is counted.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        where = line if line is not None else data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"source file {str(path)!r}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {where}); "
+                         "convert it to UTF-8 or remove it from source.paths") from None
+    if NUL in text:
+        where = line if line is not None else text.count("\n", 0, text.index(NUL)) + 1
+        raise ValueError(f"source file {str(path)!r}: contains NUL bytes (line {where}); it is a binary file, not text")
+    return text
 
 
-def _read_txt(path: Path, mode: str) -> Iterator[str]:
-    text = path.read_text(encoding="utf-8")
-    if mode == "file":
-        yield text
-    else:  # paragraph: blank-line separated blocks
-        yield from (p.strip() for p in text.replace("\r\n", "\n").split("\n\n"))
+def split_paragraphs(text: str) -> list[str]:
+    """Blocks of consecutive non-blank lines; a line holding only whitespace counts as blank."""
+    paragraphs, block = [], []
+    for line in text.splitlines():
+        if line.strip():
+            block.append(line)
+        elif block:
+            paragraphs.append("\n".join(block).strip())
+            block = []
+    if block:
+        paragraphs.append("\n".join(block).strip())
+    return paragraphs
 
 
-def _read_jsonl(path: Path, field: str) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+def _read_txt(path: Path, mode: str) -> list[str]:
+    text = _decode(path.read_bytes(), path)
+    return [text] if mode == "file" else split_paragraphs(text)
+
+
+def _as_text(value: Any, path: Path, where: str, field: str) -> str | None:
+    """A document's text from a jsonl row / parquet cell: None stays None (dropped), non-text is an error."""
+    if value is None or isinstance(value, str):
+        if value is not None and NUL in value:
+            raise ValueError(f"source file {str(path)!r}: {where} holds a NUL character in {field!r}; binary data, not text")
+        return value
+    raise ValueError(f"source file {str(path)!r}: {where} source.text_field {field!r} holds "
+                     f"{type(value).__name__}, not text")
+
+
+def _read_jsonl(path: Path, field: str) -> Iterator[str | None]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"source file {str(path)!r}: line {lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"source file {str(path)!r}: line {lineno} is a JSON {type(row).__name__}, not an object")
             if field not in row:
                 raise ValueError(f"source.text_field {field!r} missing in {path}:{lineno}; keys there: {sorted(row)}")
-            yield row[field]
+            yield _as_text(row[field], path, f"line {lineno}", field)
 
 
-def _read_parquet(path: Path, field: str) -> Iterator[str]:
+def _read_parquet(path: Path, field: str) -> Iterator[str | None]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"source file {str(path)!r}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     if field not in pf.schema_arrow.names:
         raise ValueError(f"source.text_field {field!r} missing in {path}; columns: {pf.schema_arrow.names}")
+    row = 0
     for batch in pf.iter_batches(columns=[field], batch_size=1024):
-        yield from batch.column(0).to_pylist()
+        for value in batch.column(0).to_pylist():
+            row += 1
+            yield _as_text(value, path, f"row {row}", field)
+
+
+def _local_documents(path: Path, src: dict[str, Any]) -> Iterator[str]:
+    """The non-blank documents of one local file; a file that yields none is an error naming it."""
+    if path.suffix == ".txt":
+        docs: Any = _read_txt(path, src["txt_mode"])
+    elif path.suffix == ".jsonl":
+        docs = _read_jsonl(path, src["text_field"])
+    else:
+        docs = _read_parquet(path, src["text_field"])
+    n = 0
+    for doc in docs:
+        if doc is not None and doc.strip():
+            n += 1
+            yield doc
+    if n == 0:
+        raise ValueError(f"source file {str(path)!r}: holds no text (every document is empty or whitespace)")
 
 
 def _iter_local(src: dict[str, Any]) -> Iterator[str]:
     for path in expand_local_paths(src["paths"]):
-        if path.suffix == ".txt":
-            yield from _read_txt(path, src["txt_mode"])
-        elif path.suffix == ".jsonl":
-            yield from _read_jsonl(path, src["text_field"])
-        else:
-            yield from _read_parquet(path, src["text_field"])
+        yield from _local_documents(path, src)
 
 
 def _iter_hf(src: dict[str, Any]) -> Iterator[str]:
     """Stream a hub dataset; only reached with a real config (never in tests)."""
     from datasets import load_dataset
 
-    stream = load_dataset(src["path"], name=src["name"], split=src["split"], streaming=True)
+    stream = load_dataset(src["path"], name=src["name"], split=src["split"], revision=src.get("revision"), streaming=True)
     field, limit = src["text_field"], src["max_documents"]
     for i, row in enumerate(stream):
         if limit is not None and i >= limit:
@@ -112,16 +160,34 @@ def iter_documents(source: dict[str, Any]) -> Iterator[str]:
             yield doc
 
 
-def raw_fingerprint(cfg: dict[str, Any]) -> str:
-    return fingerprint({"source": cfg["source"], "validation_documents": cfg["validation_documents"]})
+def source_files(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """`{"path", "bytes", "sha256"}` of every local source file (empty for builtin and hub sources).
+
+    Part of the raw fingerprint, so editing a local file in place (same config) re-fetches, and
+    recorded in raw/manifest.json and shards/index.json, so a run's data identity names them.
+    """
+    if cfg["source"]["kind"] != "local":
+        return []
+    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": raw_sha256(p)}
+            for p in expand_local_paths(cfg["source"]["paths"])]
 
 
-def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> bool:
+def raw_fingerprint(cfg: dict[str, Any], sources: list[dict[str, Any]]) -> str:
+    """What raw/ depends on: the source config (unset optional keys left out, so adding a new
+    optional key does not invalidate data built before it existed), the held-out count and the
+    content of every local source file."""
+    source = {k: v for k, v in cfg["source"].items() if v is not None}
+    return fingerprint({"source": source, "validation_documents": cfg["validation_documents"],
+                        **({"source_files": sources} if sources else {})})
+
+
+def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike, sources: list[dict[str, Any]] | None = None) -> bool:
     """True when raw/ holds exactly what this config would write (so fetch can be skipped)."""
     raw = Path(out_dir) / "raw"
+    sources = source_files(cfg) if sources is None else sources
     try:
         man = read_json(raw / "manifest.json")
-        return man["fingerprint"] == raw_fingerprint(cfg) and all(
+        return man["fingerprint"] == raw_fingerprint(cfg, sources) and all(
             raw_sha256(raw / f"{s}.jsonl") == man[s]["sha256"] for s in ("train", "val"))
     except (OSError, KeyError, ValueError):
         return False
@@ -130,12 +196,16 @@ def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> bool:
 def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write raw/train.jsonl and raw/val.jsonl under `out_dir` (the dataset's data dir).
 
-    Skipped when raw/manifest.json says the same config already produced the current files.
-    Returns the manifest: {"fingerprint", "num_documents", "train": {...}, "val": {...}}.
+    Skipped when raw/manifest.json says the same config and the same source files already
+    produced the current files. The new files are written next to the old ones and swapped in
+    at the end, so a source that fails to read (bad encoding, binary content) leaves the previous
+    raw/ intact. Returns the manifest: {"fingerprint", "num_documents", "sources", "train": {...},
+    "val": {...}}.
     """
     cfg = validate_dataset_config(cfg)
     raw = Path(out_dir) / "raw"
-    if raw_is_current(cfg, out_dir):
+    sources = source_files(cfg)
+    if raw_is_current(cfg, out_dir, sources):
         return read_json(raw / "manifest.json")
     raw.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=".all.", suffix=".jsonl.tmp", dir=raw)  # never moved into place
@@ -157,8 +227,9 @@ def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     finally:
         os.unlink(scratch)
     manifest = {
-        "fingerprint": raw_fingerprint(cfg),
+        "fingerprint": raw_fingerprint(cfg, sources),
         "num_documents": n,
+        "sources": sources,
         "train": {"file": "train.jsonl", "num_documents": n - n_val, "sha256": raw_sha256(raw / "train.jsonl")},
         "val": {"file": "val.jsonl", "num_documents": n_val, "sha256": raw_sha256(raw / "val.jsonl")},
     }

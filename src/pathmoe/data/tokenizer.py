@@ -1,10 +1,12 @@
 """Tokenizer step: train a byte-level BPE on raw/train.jsonl, or snapshot a hub tokenizer.
 
+A `hf` tokenizer is a `tokenizer.json` file, a tokenizer folder or a hub name (with `revision`);
+`eos_token` names its document separator when it defines none (a bare tokenizer.json).
 Either way the result is a plain Hugging Face tokenizer directory (tokenizer.json +
 tokenizer_config.json) under <data>/tokenizer/, so lm-eval and every later stage load it offline
 with `AutoTokenizer.from_pretrained`. Byte-level BPE is lossless (decode(encode(x)) == x for any
-text), which keeps perplexities comparable and the round trip testable. `<|endoftext|>` is the
-only special token and serves as EOS (document separator), BOS and PAD.
+text), which keeps perplexities comparable and the round trip testable. Its only special token,
+`<|endoftext|>`, serves as EOS (document separator), BOS and PAD.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pathmoe.data.config import validate_dataset_config
 from pathmoe.data.fingerprint import fingerprint, raw_sha256
+from pathmoe.data.paths import local_tokenizer_path, tokenizer_input_files
 from pathmoe.data.sources import read_raw_documents
 from pathmoe.io import atomic_path, atomic_write_json, read_json
 
@@ -45,11 +48,18 @@ def _wrap(tok: Any) -> Any:
         clean_up_tokenization_spaces=False)
 
 
+def _without_nulls(d: dict[str, Any]) -> dict[str, Any]:
+    """Unset optional keys left out of fingerprints, so a new optional key keeps old builds current."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
 def _fingerprint(cfg: dict[str, Any], out_dir: Path) -> str:
+    """What tokenizer/ depends on: the tokenizer config plus the corpus (bpe) or the local files (hf)."""
     tok_cfg = cfg["tokenizer"]
     if tok_cfg["kind"] == "bpe":
         return fingerprint({"tokenizer": tok_cfg, "train_sha256": raw_sha256(out_dir / "raw" / "train.jsonl")})
-    return fingerprint({"tokenizer": tok_cfg})
+    files = [{"file": Path(f).name, "sha256": raw_sha256(f)} for f in tokenizer_input_files(cfg)]
+    return fingerprint({"tokenizer": _without_nulls(tok_cfg), **({"files": files} if files else {})})
 
 
 def tokenizer_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> bool:
@@ -60,11 +70,78 @@ def tokenizer_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> boo
         return False
 
 
-def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
-    """Create <out_dir>/tokenizer/ (skipped when already built from the same config and corpus).
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
-    bpe: trained on raw/train.jsonl (run `fetch_documents` first). hf: `AutoTokenizer` by hub
-    name or local path, saved so later stages never need the hub. Returns the directory.
+
+def _check_tokenizer_file(path: Path) -> None:
+    """A one-line error naming `path` unless it parses as a `tokenizers` tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises its own Exception type for every parse error
+        raise ValueError(f"tokenizer file {str(path)!r} is not a valid tokenizer.json ({_first_line(exc)})") from None
+
+
+def _load_hf(tok_cfg: dict[str, Any]) -> Any:
+    """The `transformers` fast tokenizer that `tokenizer.name` names: a tokenizer.json file, a folder, or a hub name."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    name = tok_cfg["name"]
+    local = local_tokenizer_path(name)
+    if local is not None and local.is_file():
+        _check_tokenizer_file(local)
+        return PreTrainedTokenizerFast(tokenizer_file=str(local), clean_up_tokenization_spaces=False)
+    if local is not None:
+        if (local / "tokenizer.json").is_file():
+            _check_tokenizer_file(local / "tokenizer.json")
+        for cfg_file in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (local / cfg_file).is_file():
+                try:
+                    read_json(local / cfg_file)
+                except ValueError as exc:
+                    raise ValueError(f"tokenizer file {str(local / cfg_file)!r} is not valid JSON ({_first_line(exc)})") from None
+        try:
+            return AutoTokenizer.from_pretrained(str(local))
+        except Exception as exc:  # transformers raises many types for unloadable folders
+            raise ValueError(f"tokenizer folder {str(local)!r} could not be loaded ({_first_line(exc)})") from None
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=tok_cfg["revision"])
+    except Exception as exc:
+        raise ValueError(f"tokenizer.name {name!r} is no local file or folder and the hub did not provide it "
+                         f"({_first_line(exc)})") from None
+
+
+def _special_tokens(hf_tok: Any) -> list[str]:
+    added = hf_tok.backend_tokenizer.get_added_tokens_decoder()
+    return [t.content for _, t in sorted(added.items()) if t.special]
+
+
+def _set_eos(hf_tok: Any, tok_cfg: dict[str, Any]) -> None:
+    """Apply `tokenizer.eos_token`, or check the tokenizer has an EOS of its own (documents need one)."""
+    eos = tok_cfg["eos_token"]
+    if eos is not None:
+        if eos not in hf_tok.get_vocab():
+            raise ValueError(f"tokenizer.eos_token {eos!r} is not a token of {tok_cfg['name']!r}; its special tokens: "
+                             f"{_special_tokens(hf_tok)}")
+        hf_tok.eos_token = eos
+    elif hf_tok.eos_token_id is None:
+        raise ValueError(f"tokenizer {tok_cfg['name']!r} defines no eos_token (needed to separate documents); set "
+                         f"tokenizer.eos_token to one of its special tokens: {_special_tokens(hf_tok)}")
+    if hf_tok.pad_token_id is None:
+        hf_tok.pad_token = hf_tok.eos_token  # lm-eval pads batches
+
+
+def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """Create <out_dir>/tokenizer/ (skipped when already built from the same config and inputs).
+
+    bpe: trained on raw/train.jsonl (run `fetch_documents` first). hf: a `tokenizer.json` file, a
+    tokenizer folder or a hub name (+ `revision`), with `eos_token` naming its EOS when the
+    tokenizer defines none; saved so later stages never need the hub. The new directory replaces
+    the old one only once complete, so a broken tokenizer file leaves the previous one in place.
+    Returns the directory.
     """
     cfg = validate_dataset_config(cfg)
     out = Path(out_dir)
@@ -74,20 +151,21 @@ def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"tokenizer.kind 'bpe' trains on {out / 'raw' / 'train.jsonl'}, which does not exist; run `pathmoe data fetch` first")
     if tokenizer_is_current(cfg, out):
         return tdir
+    stamp: dict[str, Any] = {"tokenizer": tok_cfg}
     if tok_cfg["kind"] == "bpe":
         n_docs = read_json(out / "raw" / "manifest.json")["train"]["num_documents"] if (out / "raw" / "manifest.json").is_file() else None
         hf_tok = _wrap(train_bpe(read_raw_documents(out / "raw" / "train.jsonl"), tok_cfg["vocab_size"], n_docs))
     else:
-        from transformers import AutoTokenizer
-
-        hf_tok = AutoTokenizer.from_pretrained(tok_cfg["name"])
+        hf_tok = _load_hf(tok_cfg)
         if not getattr(hf_tok, "is_fast", False):
             raise ValueError(f"tokenizer.name {tok_cfg['name']!r} has no fast (tokenizer.json) version; a fast tokenizer is required")
-        if hf_tok.eos_token_id is None:
-            raise ValueError(f"tokenizer.name {tok_cfg['name']!r} defines no eos_token; one is required to separate documents")
+        _set_eos(hf_tok, tok_cfg)
+        commit = getattr(hf_tok, "init_kwargs", {}).get("_commit_hash")
+        if commit:
+            stamp["hub_commit"] = commit  # the hub revision the files came from
     with atomic_path(tdir) as tmp:
         hf_tok.save_pretrained(str(tmp))
-        atomic_write_json(tmp / BUILD_FILE, {"fingerprint": _fingerprint(cfg, out), "tokenizer": tok_cfg})
+        atomic_write_json(tmp / BUILD_FILE, {"fingerprint": _fingerprint(cfg, out), **stamp})
     return tdir
 
 
@@ -100,7 +178,11 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         p = p / "tokenizer"
     if not (p / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {p}; build it with `pathmoe data tokenizer`")
-    return AutoTokenizer.from_pretrained(str(p))
+    _check_tokenizer_file(p / "tokenizer.json")
+    try:
+        return AutoTokenizer.from_pretrained(str(p))
+    except Exception as exc:  # transformers raises many types for unloadable folders
+        raise ValueError(f"tokenizer folder {str(p)!r} could not be loaded ({_first_line(exc)})") from None
 
 
 def tokenizer_meta(path: str | os.PathLike) -> dict[str, Any]:

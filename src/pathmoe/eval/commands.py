@@ -18,7 +18,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_tasks(args: argparse.Namespace) -> int:
     from pathmoe.eval.offline import build_offline_tasks
 
-    print(build_offline_tasks(args.data_dir, args.out, seed=args.seed, n_examples=args.n_examples))
+    out = build_offline_tasks(args.data_dir, args.out, seed=args.seed, n_examples=args.n_examples,
+                              max_length=args.max_length)
+    print(out)
+    print((out / "fit.json").read_text().strip())
     return 0
 
 
@@ -54,6 +57,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="directory for the jsonl data + task YAMLs")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--n-examples", type=int, default=500)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="the model's context in tokens: no example is longer (contexts cut from the left, "
+                        "candidates whose answer does not fit skipped); default: no bound")
     p.set_defaults(func=_cmd_tasks)
 
     p = sub.add_parser("collect", help="concatenate runs' eval/records.csv into one table")

@@ -21,14 +21,15 @@ from pathmoe.config import EVAL_DEFAULTS  # one set of eval defaults, shared wit
 from pathmoe.eval.checkpoint import check_export, eval_dtype, list_exports, load_checkpoint, resolve_device
 from pathmoe.eval.harness import check_tasks, run_tasks
 from pathmoe.eval.metrics import OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
-from pathmoe.eval.offline import build_offline_tasks
+from pathmoe.eval.offline import build_counts, build_offline_tasks
 from pathmoe.eval.perplexity import validation_perplexity
 from pathmoe.eval.records import RUN_KEYS, select_checkpoint, to_frame, training_rows, write_csv
+from pathmoe.eval.task_dirs import check_task_dirs
 from pathmoe.io import atomic_write_json, read_json
 
 # The eval settings that change a checkpoint's numbers (device and batch_size only change speed;
 # the device's effect on the weights' dtype enters the cache key as `dtype`).
-SCORE_KEYS = ("all_tasks", "num_fewshot", "limit", "ppl_tokens", "offline_examples", "offline_seed")
+SCORE_KEYS = ("all_tasks", "num_fewshot", "limit", "ppl_tokens", "offline_examples", "offline_seed", "task_dirs")
 CACHE_KEY = "cache_key"  # extra column of eval/step_<N>.csv; records.csv keeps RECORD_COLUMNS only
 
 
@@ -63,7 +64,26 @@ def eval_settings(cfg: dict) -> dict:
         raise ValueError(f"eval.limit={ev['limit']!r}: must be null or a positive number")
     if ev["device"] not in ("auto", "cpu", "cuda"):
         raise ValueError(f"eval.device={ev['device']!r}: allowed are 'auto', 'cpu', 'cuda'")
+    check_task_dirs(ev["task_dirs"])
     return ev
+
+
+def model_context(cfg: dict) -> int:
+    """The model's context in tokens (max_seq_len): no evaluation example may be longer."""
+    from pathmoe.model_rules import MODEL_DEFAULTS
+
+    return int(cfg.get("model", {}).get("max_seq_len") or MODEL_DEFAULTS["max_seq_len"])
+
+
+def _with_build_counts(rows: list[dict], offline_dir: Path | None) -> list[dict]:
+    """Offline tasks' skipped/truncated counts: the candidates the builder dropped or cut plus
+    what scoring found (nothing, as the builder already fitted every example)."""
+    built = build_counts(offline_dir) if offline_dir is not None else {}
+    out = []
+    for row in rows:
+        extra = built.get(row["task"], {}).get(row["metric"]) if row["metric"] != "examples" else None
+        out.append({**row, "value": row["value"] + extra} if extra else row)
+    return out
 
 
 def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | None) -> list[dict]:
@@ -74,8 +94,10 @@ def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | Non
     ppl = validation_perplexity(model, data_dir / "shards", int(cfg["train"]["seq_len"]), ev["ppl_tokens"],
                                 batch_size=ev["batch_size"])
     rows = [{"task": VAL_PPL, "metric": "ppl", "value": ppl, "stderr": float("nan")}]
-    rows += run_tasks(model, tokenizer, ev["all_tasks"], num_fewshot=ev["num_fewshot"], batch_size=ev["batch_size"],
-                      limit=ev["limit"], include_path=offline_dir)
+    folders = ([offline_dir] if offline_dir is not None else []) + list(ev["task_dirs"])
+    rows += _with_build_counts(run_tasks(model, tokenizer, ev["all_tasks"], num_fewshot=ev["num_fewshot"],
+                                         batch_size=ev["batch_size"], limit=ev["limit"], include_path=folders),
+                               offline_dir)
     return rows
 
 
@@ -91,6 +113,7 @@ def settings_key(cfg: dict, ev: dict) -> dict:
     bf16 = cfg["train"].get("precision") == "bf16"
     return {
         "eval": {k: sorted(ev[k]) if k == "all_tasks" else ev[k] for k in SCORE_KEYS},
+        "task_dirs": [hash_path(d)["sha256"] for d in ev["task_dirs"]],  # task YAMLs + data, by content
         "seq_len": int(cfg["train"]["seq_len"]),
         "dtype": str(eval_dtype(resolve_device(ev["device"]), bf16)),
         "shards_index": config_hash(read_json(index)),
@@ -119,25 +142,30 @@ def _cached(path: Path, key: str) -> pd.DataFrame | None:
 
 
 def evaluate_run(run_config: dict | str | Path) -> Path:
-    """Evaluate every `<run_dir>/hf/step_*/` export; write eval/records.csv and eval/selected.json."""
+    """Evaluate every `<train_dir>/hf/step_*/` export; write `<run_dir>/eval/records.csv` and selected.json.
+
+    `train_dir` (default: `run_dir`) is where the run's training wrote its checkpoints: another run's
+    directory when two runs share one training (pathmoe.config).
+    """
     cfg = load_run_config(run_config)
     ev = eval_settings(cfg)
     resolve_device(ev["device"])  # a GPU run on a machine without one fails here, before any writing
-    check_tasks(ev["all_tasks"])
+    check_tasks(ev["all_tasks"], ev["task_dirs"])
     run_dir = Path(cfg["run_dir"])
-    exports = list_exports(run_dir)
+    train_dir = Path(cfg.get("train_dir") or run_dir)
+    exports = list_exports(train_dir)
     if not exports:
-        raise FileNotFoundError(f"no checkpoints to evaluate: {run_dir / 'hf'} has no step_<N>/ exports")
+        raise FileNotFoundError(f"no checkpoints to evaluate: {train_dir / 'hf'} has no step_<N>/ exports")
     for _, ckpt in exports:
         check_export(ckpt, Path(cfg["data_dir"]) / "tokenizer")
-    train_rows = training_rows(run_dir)  # validates train_summary.json before anything is written
+    train_rows = training_rows(train_dir)  # validates train_summary.json before anything is written
     settings = settings_key(cfg, ev)
 
     eval_dir = run_dir / "eval"
     offline_dir = None
     if any(t in OFFLINE_TASKS for t in ev["all_tasks"]):
-        offline_dir = build_offline_tasks(cfg["data_dir"], eval_dir / "offline_tasks",
-                                          seed=ev["offline_seed"], n_examples=ev["offline_examples"])
+        offline_dir = build_offline_tasks(cfg["data_dir"], eval_dir / "offline_tasks", seed=ev["offline_seed"],
+                                          n_examples=ev["offline_examples"], max_length=model_context(cfg))
         settings["offline_tasks"] = hash_path(offline_dir)["sha256"]  # task data + YAMLs, by content
     frames = []
     for step, ckpt in tqdm(exports, desc=f"eval {cfg['run']}"):
@@ -152,5 +180,5 @@ def evaluate_run(run_config: dict | str | Path) -> Path:
         frames.append(to_frame(train_rows[1], cfg, train_rows[0]))
     records = pd.concat(frames, ignore_index=True)[list(RECORD_COLUMNS)]
     out = write_csv(records, eval_dir / "records.csv")
-    atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], run_dir))
+    atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], train_dir))
     return out

@@ -1,12 +1,13 @@
 """Which evaluation task names exist, answered fast enough to check a config at parse time.
 
-lm-eval's own index (`TaskManager().all_tasks`) parses ~14k task YAMLs and takes several seconds,
-too slow for every Snakemake start. A plain-text scan of the same YAML files for their `task:`,
-`group:` and `tag:` keys takes a fraction of a second and finds every commonly used task; a name
-the scan does not find is looked up in lm-eval's full index before it is called unknown, so the
-slow path costs time only for configs that are about to be rejected (or for rare tasks whose YAML
-spells its name in a way the scan does not read). Nothing here imports lm-eval for the fast path,
-and no network is touched.
+lm-eval's own index (`TaskManager().all_tasks`, behind `pathmoe.eval.harness.unknown_tasks`, the
+authority on task names) parses ~14k task YAMLs and takes several seconds: too slow for every
+Snakemake start. A plain-text scan of the same YAML files (and of `eval.task_dirs`) for their
+`task:`, `group:` and `tag:` keys takes a fraction of a second and finds every commonly used task.
+A name the scan does not find is handed to the authority before it is called unknown, so the slow
+path costs time only for configs that are about to be rejected (or for rare tasks whose YAML spells
+its name in a way the scan does not read). The fast path imports neither lm-eval nor torch, and no
+network is touched.
 """
 
 from __future__ import annotations
@@ -57,27 +58,21 @@ def _lm_eval_scan() -> frozenset[str]:
     return scan_task_dir(Path(spec.origin).parent / "tasks")
 
 
-@functools.lru_cache(maxsize=1)
-def _lm_eval_full_index() -> frozenset[str]:
-    from pathmoe.eval.harness import task_manager
-
-    return frozenset(task_manager(None).all_tasks)
-
-
-def unknown_tasks(names: Iterable[str], include_dirs: Sequence[str | os.PathLike] = ()) -> list[str]:
-    """The names in `names` that are neither offline tasks, nor declared in `include_dirs`, nor in
-    the installed lm-eval's task index (order kept)."""
+def unknown_tasks(names: Iterable[str], task_dirs: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """The names in `names` that are neither offline tasks, nor tasks of `task_dirs` (eval.task_dirs),
+    nor in the installed lm-eval's task index (order kept, duplicates dropped)."""
     wanted = [n for n in dict.fromkeys(names) if n not in OFFLINE_TASKS]
     if not wanted:
         return []
     known = set(_lm_eval_scan())
-    for d in include_dirs:
+    for d in task_dirs:
         known |= scan_task_dir(d)
     missing = [n for n in wanted if n not in known]
-    if missing:
-        full = _lm_eval_full_index()
-        missing = [n for n in missing if n not in full]
-    return missing
+    if not missing:
+        return []
+    from pathmoe.eval.harness import unknown_tasks as indexed_unknown  # lm-eval's own index: seconds
+
+    return indexed_unknown(missing, [str(d) for d in task_dirs])
 
 
 __all__ = ["OFFLINE_TASKS", "scan_task_dir", "unknown_tasks"]

@@ -10,7 +10,7 @@ from .config import ACTIVATIONS, DISPATCHES, ROUTERS, PathMoEConfig
 from .hooks import RoutingHook
 from .moe import Experts, dropless_moe, per_expert_loop_moe, per_token_reference
 from .routers import RouterStack
-from .routing import choose, load_balancing_loss, z_loss
+from .routing import balance_stats, choose, load_balancing_loss, reduce_load_balancing, z_loss
 from .transformer import PathMoEForCausalLM, PathMoEOutput
 
 AutoConfig.register("pathmoe", PathMoEConfig, exist_ok=True)
@@ -18,6 +18,6 @@ AutoModelForCausalLM.register(PathMoEConfig, PathMoEForCausalLM, exist_ok=True)
 
 __all__ = [
     "ACTIVATIONS", "DISPATCHES", "ROUTERS", "Experts", "PathMoEConfig", "PathMoEForCausalLM", "PathMoEOutput",
-    "RouterStack", "RoutingHook", "choose", "dropless_moe", "load_balancing_loss", "per_expert_loop_moe",
-    "per_token_reference", "z_loss",
+    "RouterStack", "RoutingHook", "balance_stats", "choose", "dropless_moe", "load_balancing_loss",
+    "per_expert_loop_moe", "per_token_reference", "reduce_load_balancing", "z_loss",
 ]

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-RUN_MARKER = "state_hash"  # written by `pathmoe train` into every run directory
+RUN_MARKER = "state_hash"  # `pathmoe train` writes it into every run directory (pathmoe.train.integrity)
 
 
 def record_required(ckpt: Path) -> bool:

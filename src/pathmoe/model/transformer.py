@@ -2,7 +2,8 @@
 
 The forward loop owns routing: a single `RouterStack` computes each layer's logits (threading the
 recurrent state), `choose` turns them into top-k decisions (honouring a `RoutingHook`), mono layers
-reuse their block's decision, and the auxiliary losses are summed over deciding layers only.
+reuse their block's decision, and the auxiliary losses come from deciding layers only (the
+load-balancing loss reduced over them by `lbl_reduction`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .hooks import RoutingHook
 from .layers import DecoderLayer, MoEFeedForward, RMSNorm, rope_tables
 from .moe import Experts
 from .routers import LinearRouter, LowRankRouter, RouterStack, XMoERouter
-from .routing import choose, load_balancing_loss, z_loss
+from .routing import balance_stats, choose, reduce_load_balancing, z_loss
 
 
 @dataclass
@@ -164,6 +165,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         if routing_hook is not None:
             routing_hook.begin(b * t)
         aux = x.new_zeros((), dtype=torch.float32)
+        balance = []  # per deciding layer: (f [E], P [E]) for the load-balancing loss
         state, decision, routing = None, None, []
         for l, layer in enumerate(self.layers):
             x = self._ckpt(self._attention_block, layer, x, cos, sin, mask)
@@ -173,7 +175,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
                 probs = logits.softmax(-1)
                 ids, weights = choose(l, probs, cfg.top_k, routing_hook)
                 if cfg.lbl_coef:
-                    aux = aux + cfg.lbl_coef * load_balancing_loss(probs, ids)
+                    balance.append(balance_stats(probs, ids))
                 if cfg.z_loss_coef:
                     aux = aux + cfg.z_loss_coef * z_loss(logits)
                 decision = (ids, weights, probs)
@@ -181,6 +183,8 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
             x = x + self._ckpt(self._ffn, layer.ffn, h, ids, weights).view(b, t, -1)
             if output_routing:
                 routing.append(decision)
+        if balance:
+            aux = aux + cfg.lbl_coef * reduce_load_balancing(balance, cfg.lbl_reduction, cfg.top_k)
         logits = self.lm_head(self.norm(x))  # [B, T, V]
         lm_loss = loss = None
         if labels is not None:

@@ -90,6 +90,30 @@ def selected_step(sub: pd.DataFrame, runs_dir: Path | None, run: str) -> int | N
         return None
 
 
+def selection_std(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | None, base: str, context: str) -> Cell:
+    """Std (percentage points) of the average accuracy across each seed's final 5 checkpoints.
+
+    The spread checkpoint selection chooses from (the paper: 0.28%), from eval/selected.json's
+    `std_final5`, else the eval stage's own `select_checkpoint` on the records; mean ± CI over seeds.
+    Undefined (None) for a run that exported a single checkpoint.
+    """
+    from pathmoe.eval.records import select_checkpoint
+
+    vals = []
+    for run in spec.seed_runs(base):
+        path = Path(runs_dir) / run / "eval" / "selected.json" if runs_dir is not None else None
+        try:
+            sel = read_json(path) if path is not None and path.is_file() else select_checkpoint(
+                run_records(records, run, context))
+        except ValueError:  # no accuracy records to select from
+            sel = {}
+        std = sel.get("std_final5")
+        if len(sel.get("candidates", [None, None])) < 2:  # one checkpoint: no spread to report
+            std = None
+        vals.append(math.nan if std is None else 100.0 * float(std))
+    return mean_ci(vals)
+
+
 def single_run_values(records: pd.DataFrame, runs_dir: Path | None, run: str,
                       tasks: Sequence[TaskColumn], extras: Sequence[TaskColumn], context: str) -> dict[str, float | None]:
     """Printed-unit values of one (seed) run: tasks at the selected step, `avg`, and extras."""
@@ -128,9 +152,31 @@ def best_labels(values: dict[str, float | None], col: str, ndigits: int = 2) -> 
     return {lab for lab, v in shown.items() if v == best}
 
 
-def _seed_of(run: str) -> str:
+def seed_of(run: str) -> str:
     """The seed suffix of a run id (`<base>_s<seed>`), which pairs runs of two systems."""
     return run.rsplit("_s", 1)[-1]
+
+
+def paired_difference(a: dict[str, float | None], ref: dict[str, float | None]) -> dict[str, float] | None:
+    """Paired t-test of per-seed values `a` against `ref` (both keyed by seed) over their shared seeds.
+
+    Returns {"n", "mean_diff", "ci95" (t half-width of the mean difference), "p_value"}; None with
+    fewer than two shared seeds. Identical differences (no variance) give p = 0 (or 1 when all are 0).
+    """
+    shared = sorted(s for s in a if s in ref and a[s] is not None and ref[s] is not None
+                    and not math.isnan(a[s]) and not math.isnan(ref[s]))
+    if len(shared) < 2:
+        return None
+    diffs = [a[s] - ref[s] for s in shared]
+    n = len(diffs)
+    if all(d == diffs[0] for d in diffs):  # no variance: the t statistic is undefined
+        p, ci = (0.0 if diffs[0] != 0 else 1.0), 0.0
+    else:
+        p = float(stats.ttest_rel([a[s] for s in shared], [ref[s] for s in shared]).pvalue)
+        mean = sum(diffs) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+        ci = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return {"n": n, "mean_diff": sum(diffs) / n, "ci95": ci, "p_value": p}
 
 
 def paired_avg_test(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | None, base: str, reference: str,
@@ -141,16 +187,7 @@ def paired_avg_test(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path | No
     variance that unpaired CIs keep. None with fewer than two shared seeds.
     """
     def per_seed(b: str) -> dict[str, float | None]:
-        return {_seed_of(r): single_run_values(records, runs_dir, r, tasks, [], context)["avg"]
+        return {seed_of(r): single_run_values(records, runs_dir, r, tasks, [], context)["avg"]
                 for r in spec.seed_runs(b)}
 
-    a, ref = per_seed(base), per_seed(reference)
-    shared = sorted(s for s in a if s in ref and a[s] is not None and ref[s] is not None)
-    if len(shared) < 2:
-        return None
-    diffs = [a[s] - ref[s] for s in shared]
-    if all(d == diffs[0] for d in diffs):  # no variance: the t statistic is undefined
-        p = 0.0 if diffs[0] != 0 else 1.0
-    else:
-        p = float(stats.ttest_rel([a[s] for s in shared], [ref[s] for s in shared]).pvalue)
-    return {"n": len(shared), "mean_diff": sum(diffs) / len(diffs), "p_value": p}
+    return paired_difference(per_seed(base), per_seed(reference))

@@ -35,6 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(f, default_out="reports/figures")
     f.set_defaults(func=_figure)
 
+    h = sub.add_parser("headlines", help="write <out-dir>/headlines.json and .tex: the text's headline numbers beside ours")
+    _common(h, default_out="reports/tables")
+    h.add_argument("--reference", type=Path, default=None, help="paper reference YAML (default: configs/paper_reference.yaml)")
+    h.set_defaults(func=_headlines)
+
+    st = sub.add_parser("stats", help="write <out-dir>/stats.json and .tex: mean, 95%% CI and paired differences over seeds")
+    _common(st, default_out="reports/tables")
+    st.set_defaults(func=_stats)
+
     d = sub.add_parser("document", help="write <out-dir>/pathmoe_report.tex and summary.md")
     d.add_argument("--spec", type=Path, required=True)
     d.add_argument("--out-dir", type=Path, default=Path("reports"))
@@ -65,6 +74,21 @@ def _table(args: argparse.Namespace) -> None:
 
 def _figure(args: argparse.Namespace) -> None:
     paths = render_figure(args.name, ReportSpec.from_json(args.spec), _records(args.records), args.runs_dir, args.out_dir)
+    print("\n".join(str(p) for p in paths))
+
+
+def _headlines(args: argparse.Namespace) -> None:
+    from pathmoe.report.headlines import render_headlines
+
+    paths = render_headlines(ReportSpec.from_json(args.spec), _records(args.records), args.runs_dir, args.out_dir,
+                             load_reference(args.reference))
+    print("\n".join(str(p) for p in paths))
+
+
+def _stats(args: argparse.Namespace) -> None:
+    from pathmoe.report.stats import render_stats
+
+    paths = render_stats(ReportSpec.from_json(args.spec), _records(args.records), args.runs_dir, args.out_dir)
     print("\n".join(str(p) for p in paths))
 
 

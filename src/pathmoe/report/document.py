@@ -11,17 +11,33 @@ from typing import Any
 
 from pathmoe.io import atomic_write_text, read_json
 from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
-from pathmoe.report.spec import FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
+from pathmoe.report.spec import FIG3_DEFAULT_TASKS, FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
 
 FIGURE_CAPTIONS = {
-    "fig3": "HellaSwag and ARC-Easy accuracy over training, with and without the load balancing loss.",
+    "fig3": "{tasks} accuracy over training, with and without the load balancing loss.",
     "fig4": "Cumulative token coverage of the top-k most frequent expert paths.",
     "fig5": "Token categories of the most frequent paths (linguistic specialisation).",
-    "fig6a": "Top-k ablation: average accuracy.",
-    "fig6b": "Block-size ablation: average accuracy.",
+    "fig6a": "Top-k ablation: average accuracy, then each task's accuracy.",
+    "fig6b": "Block-size ablation: average accuracy, then each task's accuracy.",
     "fig7": "(a) Path consistency vs window size; (b) run-length distribution of sustained expert engagement.",
     "fig8": "(a) Per-layer routing entropy; (b) perplexity degradation when expert indices are permuted with probability p.",
 }
+
+
+def figure_caption(name: str, spec: ReportSpec) -> str:
+    """A figure's caption: the config's own, else the default naming what the figure shows.
+
+    Fig 3's names the tasks it plots (their `report.tasks` labels), whatever the config uses.
+    """
+    cfg = spec.figures[name]
+    if "caption" in cfg:
+        return cfg["caption"]
+    if name == "fig3":
+        labels = {t.task: t.label for t in spec.tasks}
+        names = [labels.get(t, t) for t in cfg.get("tasks", FIG3_DEFAULT_TASKS)]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return FIGURE_CAPTIONS[name].format(tasks=joined)
+    return FIGURE_CAPTIONS[name]
 
 
 def write_document(spec: ReportSpec, out_dir: Path) -> Path:
@@ -34,18 +50,30 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
     tables = [t for t in TABLES if t in spec.tables]
     figures = [f for f in FIGURES if f in spec.figures]
     needed = [out_dir / "tables" / f"{t}.json" for t in tables] + [out_dir / "figures" / f"{f}.pdf" for f in figures]
+    extra = (["stats"] if spec.stats else []) + (["headlines"] if spec.has_headlines else [])
+    needed += [out_dir / "tables" / f"{t}.json" for t in extra]
     for p in needed:
         if not p.is_file():
             raise FileNotFoundError(f"report document: {p} missing (render it first)")
     comparisons = [t for t in tables if t in TABLES_WITH_REFERENCE]
-    captions = {f: spec.figures[f].get("caption", FIGURE_CAPTIONS[f]) for f in figures}  # plain text
+    captions = {f: figure_caption(f, spec) for f in figures}  # plain text
     figs = [{"name": f, "caption": escape(captions[f])} for f in figures]
     tex = out_dir / "pathmoe_report.tex"
-    atomic_write_text(tex, render_template("report.tex.j2", tables=tables, figures=figs, comparisons=comparisons))
+    atomic_write_text(tex, render_template("report.tex.j2", tables=tables + (["stats"] if spec.stats else []),
+                                           figures=figs, comparisons=comparisons, headlines=spec.has_headlines))
     summary = ["# PathMoE reproduction summary", "",
-               "Accuracies in percent at the selected checkpoint; each cell is `ours (paper, Δ)` where the paper reports the number.", ""]
+               "Accuracies in percent at the selected checkpoint; each cell is `ours (paper, Δ)` where the paper reports "
+               "the number, with `± x` the 95% CI half-width over seeds where there are several.", ""]
     for t in tables:
         summary += markdown_table(t, read_json(out_dir / "tables" / f"{t}.json")) + [""]
+    if spec.stats:
+        from pathmoe.report.stats import markdown_stats
+
+        summary += markdown_stats(read_json(out_dir / "tables" / "stats.json")) + [""]
+    if spec.has_headlines:
+        from pathmoe.report.headlines import markdown_headlines
+
+        summary += markdown_headlines(read_json(out_dir / "tables" / "headlines.json")) + [""]
     if figures:
         summary += ["## Figures", ""] + [f"- `{f}`: {captions[f]} (figures/{f}.png)" for f in figures] + [""]
     atomic_write_text(out_dir / "summary.md", "\n".join(summary))
@@ -56,8 +84,10 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
 TRANSPOSED = ("table2", "table4", "table5")
 
 
-def _cell(value: Any, paper: Any = None, delta: Any = None) -> str:
+def _cell(value: Any, paper: Any = None, delta: Any = None, ci: Any = None) -> str:
     text = _num(value)
+    if ci is not None and value is not None:
+        text += f" ± {_num(ci)}"
     if paper is not None:
         text += f" ({_num(paper)}, {fmt_delta(delta)})"
     return text.replace("|", "\\|")
@@ -76,8 +106,11 @@ def markdown_table(name: str, data: dict[str, Any]) -> list[str]:
     systems = data.get("row_labels", list(data["rows"]))
     paper, delta = data.get("paper", {}), data.get("delta", {})
 
+    ci95 = data.get("ci95", {})
+
     def cell(row: str, c: str) -> str:
-        return _cell(data["rows"][row].get(c), paper.get(row, {}).get(c), delta.get(row, {}).get(c))
+        return _cell(data["rows"][row].get(c), paper.get(row, {}).get(c), delta.get(row, {}).get(c),
+                     ci95.get(row, {}).get(c))
 
     if name in TRANSPOSED:
         head, lines_of = systems, [(labels.get(c, c), [cell(s, c) for s in systems]) for c in cols]
@@ -85,6 +118,10 @@ def markdown_table(name: str, data: dict[str, Any]) -> list[str]:
         head, lines_of = [labels.get(c, c) for c in cols], [(s, [cell(s, c) for c in cols]) for s in systems]
     lines = [f"## {name}", "", "| | " + " | ".join(str(h) for h in head) + " |", "|---|" + "---|" * len(head)]
     lines += [f"| {first} | " + " | ".join(cells) + " |" for first, cells in lines_of]
+    std = data.get("std_final5", {})
+    if any(v is not None for v in std.values()):
+        lines += ["", "Checkpoint selection: std of the average accuracy across the final 5 checkpoints (pp): " + "; ".join(
+            f"{row} {_num(std.get(row))}" for row in systems)]
     paired = data.get("paired_vs_first", {})
     if paired:
         lines += ["", f"Paired t-test over seeds against {systems[0]} (average accuracy): " + "; ".join(

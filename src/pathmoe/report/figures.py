@@ -21,9 +21,30 @@ from scipy import stats  # noqa: E402
 
 from pathmoe.io import atomic_path, read_json  # noqa: E402
 from pathmoe.report.aggregate import base_run_cells, lookup, run_records, scale_factor  # noqa: E402
-from pathmoe.report.spec import FIGURES, ReportSpec, Row, TaskColumn  # noqa: E402
+from pathmoe.report.spec import FIG3_DEFAULT_TASKS, FIGURES, ReportSpec, Row, TaskColumn  # noqa: E402
 
 STYLES = ("-", "--", "-.", ":")
+# Fig 5: one fixed colour per token category (Table 9's 23 + `other`), chosen greedily from
+# matplotlib's qualitative palettes for the largest smallest CIELAB distance (25.7, CIE76), so no two
+# categories look alike and a category has the same colour in every panel and every report.
+CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+                    "#17becf", "#fdc086", "#a1d99b", "#f0027f", "#637939", "#dadaeb", "#a6761d", "#ffff99",
+                    "#ff9896", "#1b9e77", "#393b79", "#ffff33", "#e6ab02", "#9e9ac8", "#f7b6d2")
+OTHER_COLOR = "#7f7f7f"
+
+
+def category_colors(categories: list[str]) -> dict[str, str]:
+    """Colour of each category: Table 9's in table order, `other` grey, unknown names after them."""
+    from pathmoe.analysis.categories import CATEGORIES, OTHER
+
+    known = [c for c in CATEGORIES if c != OTHER]
+    extra = sorted(c for c in categories if c not in CATEGORIES)
+    order = known + extra
+    if len(order) > len(CATEGORY_PALETTE):
+        raise ValueError(f"fig5: {len(order)} categories but {len(CATEGORY_PALETTE)} distinct colours")
+    colors = {c: CATEGORY_PALETTE[i] for i, c in enumerate(order)}
+    colors[OTHER] = OTHER_COLOR
+    return {c: colors[c] for c in categories}
 
 
 def render_figure(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, out_dir: Path) -> list[Path]:
@@ -73,7 +94,7 @@ def _line(ax: plt.Axes, x: Any, curves: list[list[float]], label: str, style: st
 
 def _fig3(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Row], cfg: dict) -> plt.Figure:
     """Accuracy of each task over exported checkpoints (one line per run, e.g. ± LBL)."""
-    tasks = cfg.get("tasks", ["hellaswag", "arc_easy"])
+    tasks = cfg.get("tasks", FIG3_DEFAULT_TASKS)
     by_task = {t.task: t for t in spec.tasks}
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -126,11 +147,11 @@ def _fig5(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Ro
     panels = [(row, _analysis(runs_dir, spec, row, "specialization.json", "fig5", first_seed_only=True)[0])
               for row in rows]
     cats = sorted({c for _, d in panels for p in d["paths"][:top] for c in p["categories"]})
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(cats), 1)))
+    colors = category_colors(cats)
     for ax, (row, d) in zip(axes[0], panels):
         paths = d["paths"][:top]
         bottom = np.zeros(len(paths))
-        for c, color in zip(cats, colors):
+        for c, color in colors.items():
             vals = np.array([p["categories"].get(c, 0.0) for p in paths])
             ax.bar(range(len(paths)), vals, bottom=bottom, color=color, label=c)
             bottom += vals
@@ -143,16 +164,23 @@ def _fig5(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Ro
 
 def _ablation(name: str) -> Callable[..., plt.Figure]:
     def draw(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, rows: list[Row], cfg: dict) -> plt.Figure:
-        """Average accuracy (selected checkpoint, mean ± 95% CI over seeds) per ablation setting."""
-        cells = [base_run_cells(spec, records, runs_dir, r.run, spec.tasks, [], f"{name} row {r.label!r}")["avg"] for r in rows]
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        means = [c.mean if c.mean is not None else np.nan for c in cells]
-        errs = [c.ci95 or 0.0 for c in cells]
-        ax.bar(range(len(rows)), means, yerr=errs, capsize=3, color="tab:blue")
-        ax.set_xticks(range(len(rows)), [r.label for r in rows])
-        lo = np.nanmin(means) if np.isfinite(means).any() else 0.0
-        ax.set(ylabel="average accuracy (%)", ylim=(max(0.0, lo - 5), None),
-               xlabel="top-k" if name == "fig6a" else "block size")
+        """Accuracy per ablation setting (selected checkpoint, mean ± 95% CI over seeds): the average
+        first, then one panel per task of `report.tasks` (the paper's text reads per-task results)."""
+        cells = [base_run_cells(spec, records, runs_dir, r.run, spec.tasks, [], f"{name} row {r.label!r}") for r in rows]
+        panels = [("avg", "Average")] + [(t.task, t.label) for t in spec.tasks]
+        ncols = min(3, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False)
+        for ax, (key, title) in zip(axes.flat, panels):
+            means = [c[key].mean if c[key].mean is not None else np.nan for c in cells]
+            errs = [c[key].ci95 or 0.0 for c in cells]
+            ax.bar(range(len(rows)), means, yerr=errs, capsize=3, color="tab:blue" if key == "avg" else "tab:gray")
+            ax.set_xticks(range(len(rows)), [r.label for r in rows])
+            lo = np.nanmin(means) if np.isfinite(means).any() else 0.0
+            ax.set(title=title, ylabel="accuracy (%)", ylim=(max(0.0, lo - 5), None),
+                   xlabel="top-k" if name == "fig6a" else "block size")
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
         return fig
     return draw
 

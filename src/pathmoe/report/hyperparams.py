@@ -39,7 +39,16 @@ def _resolved_model(cfg: dict[str, Any]) -> dict[str, Any]:
     return model
 
 
-def _tokenizer(cfg: dict[str, Any], vocab: int) -> str:
+def _dataset(spec: ReportSpec, cfg: dict[str, Any]) -> str:
+    """The dataset's paper name (`datasets.<name>.label`), else its config key."""
+    return spec.dataset_names.get(cfg["dataset"], {}).get("label", cfg["dataset"])
+
+
+def _tokenizer(spec: ReportSpec, cfg: dict[str, Any], vocab: int) -> str:
+    """The tokenizer as printed (`datasets.<name>.tokenizer_label`), else hub name / BPE with its vocabulary."""
+    label = spec.dataset_names.get(cfg["dataset"], {}).get("tokenizer_label")
+    if label:
+        return label
     ds = Path(cfg.get("data_dir", "")) / "dataset_config.json"
     tok = read_json(ds).get("tokenizer", {}) if ds.is_file() else {}
     if tok.get("kind") == "hf":
@@ -76,8 +85,8 @@ def table5_rows(spec: ReportSpec, runs_dir: Path) -> list[Section]:
             ("Top-k routing", col(lambda i: models[i]["top_k"])),
         ]),
         ("Training", [
-            ("Dataset", col(lambda i: cfgs[i]["dataset"])),
-            ("Tokenizer", col(lambda i: _tokenizer(cfgs[i], int(models[i]["vocab_size"])))),
+            ("Dataset", col(lambda i: _dataset(spec, cfgs[i]))),
+            ("Tokenizer", col(lambda i: _tokenizer(spec, cfgs[i], int(models[i]["vocab_size"])))),
             ("Sequence length", col(lambda i: trains[i]["seq_len"])),
             ("Global batch size", col(lambda i: trains[i]["global_batch_size"])),
             ("Training steps", col(lambda i: _steps(int(trains[i]["steps"])))),

@@ -19,8 +19,12 @@ import yaml
 
 TABLES = tuple(f"table{i}" for i in range(1, 10))
 FIGURES = ("fig3", "fig4", "fig5", "fig6a", "fig6b", "fig7", "fig8")
+FIG3_DEFAULT_TASKS = ("hellaswag", "arc_easy")  # the paper's Fig 3, when `figures.fig3.tasks` is absent
 # Tables the paper reports numbers for (they also get a <name>_vs_paper.tex comparison).
 TABLES_WITH_REFERENCE = ("table1", "table2", "table3", "table4", "table6", "table7", "table8")
+# Artifacts the headline numbers of the text are computed from (pathmoe.report.headlines): a report
+# with any of them also writes tables/headlines.json.
+HEADLINE_SOURCES = ("fig6a", "fig6b", "fig7", "fig8", "table1", "table4")
 # Tables/figures whose rows are not runs (table9 is generated from the category classifier).
 RUNLESS = {"table9"}
 # Training-side columns of Table 1 (metric None: the single metric the eval stage writes).
@@ -70,6 +74,28 @@ class ReportSpec:
     figures: dict[str, dict[str, Any]]
     run_groups: dict[str, list[str]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # dataset key -> {"label": paper name, "tokenizer_label": printed tokenizer} (Table 5)
+    dataset_names: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def has_headlines(self) -> bool:
+        return any(n in self.figures or n in self.tables for n in HEADLINE_SOURCES)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The `stats` section (statistics over seeds, pathmoe.report.stats); {} when absent."""
+        return dict(self.raw.get("stats", {}))
+
+    def stats_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.stats.get("rows", [])]
+
+    def stats_runs(self) -> list[str]:
+        """Every base run the stats section reads: its rows, their `vs` and the reference."""
+        rows = self.stats_rows()
+        if not rows:
+            return []
+        refs = [self.stats.get("reference", rows[0]["run"])] + [r["vs"] for r in rows if "vs" in r]
+        return list(dict.fromkeys([r["run"] for r in rows] + refs))
 
     def seed_runs(self, base: str) -> list[str]:
         """Run names (one per seed) that a row naming `base` aggregates over."""
@@ -104,7 +130,8 @@ class ReportSpec:
         return [_task(t, f"report.tables.{table}.extra_columns") for t in cfg.get("extra_columns", default)]
 
     def to_json(self) -> str:
-        return json.dumps(self.raw | {"run_groups": self.run_groups}, indent=2, sort_keys=True)
+        return json.dumps(self.raw | {"run_groups": self.run_groups, "dataset_names": self.dataset_names},
+                          indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "ReportSpec":
@@ -140,13 +167,15 @@ def load_schema() -> dict[str, Any]:
 
 
 def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
-                      run_groups: Mapping[str, Sequence[str]] | None = None) -> ReportSpec:
+                      run_groups: Mapping[str, Sequence[str]] | None = None,
+                      dataset_names: Mapping[str, Mapping[str, str]] | None = None) -> ReportSpec:
     """Validate the report section; raise ValueError with one line naming the bad key.
 
     `run_names`: every run the experiment defines (base names and/or seed-expanded names);
     None skips the check (used when re-reading an already validated spec). `run_groups`: base run
     -> its seed runs, as the config stage expanded them; merged over the section's own
-    `run_groups` so rows can name the base run.
+    `run_groups` so rows can name the base run. `dataset_names`: each dataset's printed names
+    (`datasets.<name>.label` / `tokenizer_label` of the experiment config), merged likewise.
     """
     if not isinstance(report_cfg, dict):
         raise ValueError(f"report: expected a mapping, got {type(report_cfg).__name__}")
@@ -170,6 +199,17 @@ def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
         _check_rows(f"report.figures.{name}.rows", cfg.get("rows", []), None if run_names is None else known, 0)
         if "rows" not in cfg:
             raise ValueError(f"report.figures.{name}: 'rows' is required (list of {{label, run}})")
+    if "stats" in report_cfg and run_names is not None:
+        st = report_cfg["stats"]
+        for i, r in enumerate(st["rows"]):
+            for key in ("run", "vs"):
+                if key in r and r[key] not in known:
+                    raise ValueError(f"report.stats.rows[{i}].{key}: unknown run {r[key]!r} (known runs: {sorted(known)})")
+        if "reference" in st and st["reference"] not in known:
+            raise ValueError(f"report.stats.reference: unknown run {st['reference']!r} (known runs: {sorted(known)})")
+        labels = [r["label"] for r in st["rows"]]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"report.stats.rows: duplicate row label(s) {sorted({x for x in labels if labels.count(x) > 1})}")
     tasks = [_task(t) for t in report_cfg.get("tasks", [])]
     for name in ("table1", "table3", "table6", "table7", "table8", "fig3", "fig6a", "fig6b"):
         if (name in tables or name in report_cfg.get("figures", {})) and not tasks:
@@ -178,7 +218,9 @@ def parse_report_spec(report_cfg: dict, run_names: set[str] | None,
         raise ValueError("report.tasks_16b: required by table2 (list of {task, metric, label, category})")
     return ReportSpec(tasks=tasks, tasks_16b=[_task(t, "report.tasks_16b") for t in report_cfg.get("tasks_16b", [])],
                       tables=dict(tables), figures=dict(report_cfg.get("figures", {})),
-                      run_groups=groups, raw={k: v for k, v in report_cfg.items() if k != "run_groups"})
+                      run_groups=groups, raw={k: v for k, v in report_cfg.items() if k not in ("run_groups", "dataset_names")},
+                      dataset_names={k: dict(v) for k, v in {**report_cfg.get("dataset_names", {}),
+                                                              **(dataset_names or {})}.items()})
 
 
 def _check_table(name: str, cfg: dict[str, Any], known: set[str] | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pathmoe.io import atomic_write_json, atomic_write_text
-from pathmoe.report.aggregate import Cell, base_run_cells, best_labels, mean_ci, paired_avg_test
+from pathmoe.report.aggregate import Cell, base_run_cells, best_labels, mean_ci, paired_avg_test, selection_std
 from pathmoe.report.hyperparams import table5_rows
 from pathmoe.report.latex import MISSING, Tabular, escape, fmt, fmt_auto, fmt_delta
 from pathmoe.report.spec import TABLES, TABLES_WITH_REFERENCE, ReportSpec, TaskColumn
@@ -34,7 +34,8 @@ CAPTIONS = {
 }
 TABLE4_COLUMNS = (("routing_entropy_bits", "Routing entropy"),
                   ("consecutive_layer_correlation", "Routing decisions correlation for consecutive layers"),
-                  ("unique_paths", "Unique paths observed"), ("effective_path_space", "Effective path space $2^H$"))
+                  ("unique_paths", "Unique paths observed"), ("effective_path_space", "Effective path space $2^H$"),
+                  ("num_tokens", "Held-out tokens analysed"))
 
 
 def render_table(name: str, spec: ReportSpec, records: pd.DataFrame, out_dir: Path, runs_dir: Path,
@@ -45,7 +46,8 @@ def render_table(name: str, spec: ReportSpec, records: pd.DataFrame, out_dir: Pa
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     caption = spec.tables.get(name, {}).get("caption", CAPTIONS[name])
     if name in METRIC_TABLES:
-        data, tex = _metric_table(name, spec, records, runs_dir, caption)
+        data, tex = _metric_table(name, spec, records, runs_dir, caption,
+                                  reference.get("text", {}).get("checkpoint_selection_std_pct"))
     elif name == "table2":
         data, tex = _table2(spec, records, runs_dir, caption)
     elif name == "table4":
@@ -82,7 +84,8 @@ def _json_skeleton(spec: ReportSpec, name: str, columns: list[str], labels: dict
             "paper_labels": {r.label: r.paper_label for r in spec.rows(name)} if name in spec.tables else {}}
 
 
-def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, caption: str) -> tuple[dict, str]:
+def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, caption: str,
+                  paper_std: float | None = None) -> tuple[dict, str]:
     tasks, extras = spec.tasks, spec.extra_columns(name)
     cells = _cells_for_rows(spec, name, records, runs_dir, tasks, extras)
     columns = [t.task for t in tasks] + ["avg"] + [e.task for e in extras]
@@ -92,6 +95,8 @@ def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: 
     paired = {r.label: paired_avg_test(spec, records, runs_dir, r.run, rows[0].run, tasks, f"{name} row {r.label!r}")
               for r in rows[1:]}
     data["paired_vs_first"] = {lab: res for lab, res in paired.items() if res is not None}
+    if name == "table1":  # the paper quotes this spread beside Table 1 (section 4.2: 0.28%)
+        caption = _with_selection_std(data, spec, records, runs_dir, rows, caption, paper_std)
     bold = {c: best_labels({lab: cells[lab][c].mean for lab in cells}, c) for c in columns}
     head_cols = list(spec.row_header(name))
     units = {e.task: e.unit for e in extras}
@@ -107,6 +112,20 @@ def _metric_table(name: str, spec: ReportSpec, records: pd.DataFrame, runs_dir: 
             tab.add_row([escape(s) for s in head_cells] +
                         [fmt(cells[row.label][c].mean, 2, row.label in bold[c], cells[row.label][c].ci95) for c in columns])
     return data, tab.render()
+
+
+def _with_selection_std(data: dict[str, Any], spec: ReportSpec, records: pd.DataFrame, runs_dir: Path,
+                        rows: list, caption: str, paper_std: float | None) -> str:
+    """Add each row's checkpoint-selection std (pp, mean over seeds) to the JSON; return the caption
+    with their mean, as the paper states it (differences should exceed it)."""
+    stds = {r.label: selection_std(spec, records, runs_dir, r.run, f"table1 row {r.label!r}") for r in rows}
+    data["std_final5"] = {lab: c.mean for lab, c in stds.items()}
+    known = [c.mean for c in stds.values() if c.mean is not None]
+    if not known:
+        return caption
+    paper = "" if paper_std is None else f" (paper: {paper_std:g}\\%)"
+    return (f"{caption} Std of the average accuracy across each system's final 5 checkpoints: "
+            f"{sum(known) / len(known):.2f} pp on average{paper}.")
 
 
 def _table2(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path, caption: str) -> tuple[dict, str]:
@@ -148,16 +167,24 @@ def _table4(spec: ReportSpec, runs_dir: Path, caption: str) -> tuple[dict, str]:
             per_seed.append({"routing_entropy_bits": float(d["routing_entropy_bits"]),
                              "consecutive_layer_correlation": 100.0 * float(d["consecutive_layer_correlation"]),
                              "unique_paths": float(d["unique_paths"]),
-                             "effective_path_space": float(d["effective_path_space"])})
+                             "effective_path_space": float(d["effective_path_space"]),
+                             "num_tokens": float(d["num_tokens"])})
         cells[row.label] = {k: mean_ci([s[k] for s in per_seed]) for k, _ in TABLE4_COLUMNS}
     columns = [k for k, _ in TABLE4_COLUMNS]
     data = _json_skeleton(spec, "table4", columns, dict(TABLE4_COLUMNS), cells)
     systems = list(cells)
     tab = Tabular("table4", caption, "l" + "r" * len(systems), [[escape(spec.row_header("table4")[0])] + [escape(s) for s in systems]])
     show = {"routing_entropy_bits": lambda v: f"{v:.2f} bits", "consecutive_layer_correlation": lambda v: f"{v:.1f}\\%",
-            "unique_paths": lambda v: f"{v:,.0f}", "effective_path_space": lambda v: f"{v:,.0f}"}
+            "unique_paths": lambda v: f"{v:,.0f}", "effective_path_space": lambda v: f"{v:,.0f}",
+            "num_tokens": lambda v: f"{v:,.0f}"}
+    def shown(cell: Cell, key: str) -> str:  # mean, and the seeds' 95% CI half-width as a subscript
+        if cell.mean is None:
+            return MISSING
+        ci = "" if cell.ci95 is None else f"$_{{\\pm {show[key](cell.ci95).replace(' bits', '')}}}$"
+        return show[key](cell.mean) + ci
+
     for key, label in TABLE4_COLUMNS:
-        tab.add_row([label] + [MISSING if cells[s][key].mean is None else show[key](cells[s][key].mean) for s in systems])
+        tab.add_row([label] + [shown(cells[s][key], key) for s in systems])
     return data, tab.render()
 
 
@@ -182,7 +209,8 @@ def _table9(caption: str) -> tuple[dict, str]:
     tab = Tabular("table9", caption, "llp{0.55\\linewidth}", [["Category", "Type", "Examples"]])
     rows = {}
     for cat in CATEGORY_TABLE:
-        desc = ", ".join(str(e) for e in cat.get("examples", [])[:6]) if cat["type"] == "Lexical" else cat.get("rule", "")
+        # every example the paper lists (Lexical rows); Pattern rows print their rule
+        desc = ", ".join(str(e) for e in cat.get("examples", [])) if cat["type"] == "Lexical" else cat.get("rule", "")
         tab.add_row([escape(cat["name"]), escape(cat["type"]), escape(desc)])
         rows[cat["name"]] = {"type": cat["type"], "examples": list(cat.get("examples", [])), "rule": cat.get("rule", "")}
     return {"columns": ["type", "examples", "rule"], "row_labels": list(rows), "rows": rows}, tab.render()

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from pathmoe.io import atomic_path, atomic_write_json, atomic_write_text, read_json
-from pathmoe.train.integrity import MARKER, CheckpointRecorder, forget, shared_hashes, verify_tag
+from pathmoe.train.integrity import (DATA_MARKER, MARKER, SETTINGS_MARKER, CheckpointRecorder, forget,
+                                     shared_hashes, verify_tag)
+from pathmoe.train.spec import ON_DATA_CHANGE
 
 KEEP_DS = 2
 
@@ -143,33 +145,82 @@ def prune_exports(hf_dir: Path, keep: int, pinned: Iterable[int]) -> list[int]:
     return kept
 
 
-STATE_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json")
+STATE_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", "train_summary.json")
 
 
-def reset_if_config_changed(run_dir: Path, run_config: dict[str, Any]) -> bool:
-    """Drop a run directory's training state when it was made under a different run spec.
+class DataChangedError(ValueError):
+    """A run's checkpoints were trained on other data and `train.on_data_change` is `refuse`."""
 
-    Resuming is only sound for the spec the checkpoints were written with: after a config edit,
-    Snakemake reruns the job and it must start from scratch, not continue a different model.
-    The spec's hash is kept in `<run_dir>/state_hash`; returns True when old state was removed.
-    """
+
+def settings_hash(run_config: dict[str, Any]) -> str:
+    """Hash of what training depends on in the run spec: not eval/analysis, not on_data_change."""
     from pathmoe.audit.hashing import config_hash
     from pathmoe.config import POST_TRAINING_KEYS
 
+    spec = {k: v for k, v in run_config.items() if k not in POST_TRAINING_KEYS}
+    spec["train"] = {k: v for k, v in (spec.get("train") or {}).items() if k != "on_data_change"}
+    return config_hash(spec)
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _has_trained_state(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("ds_ckpt", "hf", "train_summary.json"))
+
+
+def state_change(run_dir: Path, run_config: dict[str, Any], data_identity: str) -> str | None:
+    """Why the run directory's training state cannot be resumed, or None when it can (or is empty).
+
+    Read-only, so every rank can call it before any process group exists: with
+    `train.on_data_change: refuse`, state trained on other data raises DataChangedError on all
+    ranks alike (a one-line message saying how to choose), instead of being deleted.
+    """
+    on_data_change = (run_config.get("train") or {}).get("on_data_change", "restart")
+    if on_data_change not in ON_DATA_CHANGE:
+        raise ValueError(f"train.on_data_change={on_data_change!r}: allowed {', '.join(ON_DATA_CHANGE)}")
     run_dir = Path(run_dir)
-    marker = run_dir / "state_hash"
-    # eval/analysis settings do not change what was trained, so they never reset a run
-    current = config_hash({k: v for k, v in run_config.items() if k not in POST_TRAINING_KEYS})
-    stale = marker.is_file() and marker.read_text().strip() != current
-    legacy = not marker.is_file() and (run_dir / "ds_ckpt").exists()
-    if stale or legacy:
+    if not any((run_dir / name).exists() for name in STATE_FILES):
+        return None
+    reasons = []
+    old_settings = _read(run_dir / SETTINGS_MARKER)
+    if old_settings != settings_hash(run_config):
+        reasons.append("run spec changed" if old_settings else "no run spec hash recorded")
+    old_data = _read(run_dir / DATA_MARKER)
+    data_changed = old_data != data_identity
+    if data_changed:
+        was = old_data[:12] if old_data else "unrecorded"
+        reasons.append(f"data changed (dataset identity {was} -> {data_identity[:12]})")
+        if on_data_change == "refuse" and _has_trained_state(run_dir):
+            raise DataChangedError(
+                f"run {run_config.get('run', run_dir.name)}: its checkpoints were trained on other data than "
+                f"{run_config.get('data_dir')} now holds (dataset identity {was} -> {data_identity[:12]}); set "
+                "train.on_data_change: restart to retrain it from scratch, or restore the old data")
+    return "; ".join(reasons) or None
+
+
+def reset_if_state_changed(run_dir: Path, run_config: dict[str, Any], data_identity: str) -> bool:
+    """Drop a run directory's training state when it was made under another run spec or other data.
+
+    Resuming is only sound for the spec and the data the checkpoints were written with: after a
+    config edit or a data change, the job must start from scratch, never continue a different
+    model or another corpus's checkpoint. The spec's hash is kept in `<run_dir>/state_hash`, the
+    data's identity (`pathmoe.data.dataset_identity`) in `<run_dir>/data_hash`. Prints a one-line
+    notice and returns True when old state was removed; raises DataChangedError instead when the
+    data changed and the run spec's `train.on_data_change` is "refuse".
+    """
+    run_dir = Path(run_dir)
+    reason = state_change(run_dir, run_config, data_identity)
+    if reason is not None:
         for name in STATE_FILES:
             path = run_dir / name
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-        print(f"{run_dir}: run spec changed since its checkpoints were written; starting from scratch", flush=True)
-    if not marker.is_file() or stale or legacy:
-        atomic_write_text(marker, current + "\n")
-    return stale or legacy
+        print(f"{run_dir}: {reason} since its checkpoints were written; starting from scratch", flush=True)
+    for marker, value in ((SETTINGS_MARKER, settings_hash(run_config)), (DATA_MARKER, data_identity)):
+        if _read(run_dir / marker) != value:
+            atomic_write_text(run_dir / marker, value + "\n")
+    return reason is not None

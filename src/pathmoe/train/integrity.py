@@ -8,7 +8,7 @@ analyses refuse an export that differs from its record (pathmoe.model.export), a
 DeepSpeed tag that does. The files of a DeepSpeed tag are hashed in parallel, each rank a share.
 
 `check_training_state` runs before training touches a run directory: checkpoints whose markers
-(`ds_ckpt/complete.json`, `state_hash`) are missing or disagree with what is on disk stop the run
+(`ds_ckpt/complete.json`, `state_hash`, `data_hash`) are missing or disagree with what is on disk stop the run
 with one line naming the directory and the way out, instead of a silent restart from step 0 that
 would throw the checkpoints away.
 """
@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pathmoe.io import read_json, sha256_file
+from pathmoe.model.export import RUN_MARKER
 
 MARKER = "complete.json"  # ds_ckpt/complete.json: the DeepSpeed tags whose save finished on every rank
-STATE_HASH = "state_hash"  # the run spec the training state belongs to
+SETTINGS_MARKER = RUN_MARKER  # state_hash: hash of the run spec the state was trained under
+DATA_MARKER = "data_hash"  # pathmoe.data.dataset_identity of the data it was trained on
 # Everything `--restart` discards: the training state, its markers and the finished-run summary.
-RESTART_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", STATE_HASH, "train_summary.json",
-                 "train_summary.json.prov.json", "tensorboard")
+RESTART_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", SETTINGS_MARKER, DATA_MARKER,
+                 "train_summary.json", "train_summary.json.prov.json", "tensorboard")
 
 
 def _record_path(path: Path) -> Path:
@@ -142,9 +144,11 @@ def check_training_state(run_dir: str | os.PathLike) -> None:
             raise ValueError(f"{run_dir}: finished DeepSpeed checkpoints {unlisted} are newer than every tag "
                              f"{marker} lists ({tags}); {way_out(run_dir)}")
     exports = sorted(p.name for p in (run_dir / "hf").glob("step_*") if p.is_dir()) if (run_dir / "hf").is_dir() else []
-    if (saved or exports or marker.exists()) and not (run_dir / STATE_HASH).is_file():
-        raise ValueError(f"{run_dir}: checkpoints {saved + exports} exist but {run_dir / STATE_HASH} (the run spec "
-                         f"they were trained with) is missing; {way_out(run_dir)}")
+    if saved or exports or marker.exists():
+        for name, what in ((SETTINGS_MARKER, "the run spec"), (DATA_MARKER, "the identity of the data")):
+            if not (run_dir / name).is_file():
+                raise ValueError(f"{run_dir}: checkpoints {saved + exports} exist but {run_dir / name} ({what} "
+                                 f"they were trained with) is missing; {way_out(run_dir)}")
 
 
 def discard_training_state(run_dir: str | os.PathLike) -> list[str]:

@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from pathmoe.io import atomic_write_json, read_json
 from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exports, prune_exports,
-                                      reset_if_config_changed, rng_state, set_rng_state)
+                                      reset_if_state_changed, rng_state, set_rng_state, state_change)
 from pathmoe.train.distenv import init_distributed, setup_dist_env
 from pathmoe.train.integrity import CheckpointRecorder, check_training_state, discard_training_state
 from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
 from pathmoe.train.optim import build_optimizer
-from pathmoe.train.runspec import load_run_config
+from pathmoe.train.runspec import load_run_config, source_step
 from pathmoe.train.sampler import sample_windows
 from pathmoe.train.schedule import lr_factor
 from pathmoe.train.spec import TrainSpec, parse_train_spec
@@ -110,11 +110,20 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
     spec = parse_train_spec(rc["train"])
     run_dir, data_dir = Path(rc["run_dir"]), Path(rc["data_dir"])
     summary_path = run_dir / "train_summary.json"
-    if summary_path.exists() and not restart:
-        return read_json(summary_path)  # finished run: training is idempotent
     argv = (["pathmoe", "train", "--run-config", str(run_config)] if isinstance(run_config, (str, os.PathLike))
             else ["pathmoe.train.train", f"<run spec of {rc.get('run', run_dir.name)}>"])
     recorder = CheckpointRecorder(run_dir, data_dir, argv)
+    from pathmoe.data import dataset_identity
+
+    data_id = dataset_identity(data_dir)
+    # Read-only and on every rank, before any process group: a refusal (checkpoints with missing or
+    # inconsistent markers, train.on_data_change: refuse) stops all ranks alike instead of leaving
+    # the others waiting at a barrier. `restart` discards the state instead (rank 0, below).
+    if not restart:
+        check_training_state(run_dir)
+        changed = state_change(run_dir, rc, data_id)
+        if summary_path.exists() and changed is None:
+            return read_json(summary_path)  # finished run on the same spec and data: training is idempotent
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
     device = _device(spec)
@@ -124,19 +133,19 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)  # the peak reported is this run's
     ds_config = build_ds_config(spec, world)
-    if restart and rank == 0:
-        gone = discard_training_state(run_dir)
-        print(f"{run_dir}: --restart discarded {', '.join(gone) or 'nothing'}; training from step 0", flush=True)
-    _barrier()
-    check_training_state(run_dir)  # every rank: all stop alike
     if rank == 0:
-        reset_if_config_changed(run_dir, rc)
+        if restart:
+            gone = discard_training_state(run_dir)
+            print(f"{run_dir}: --restart discarded {', '.join(gone) or 'nothing'}; training from step 0", flush=True)
+        reset_if_state_changed(run_dir, rc, data_id)
         if not (run_dir / "train_config.json").exists():  # a run started outside the DAG
             atomic_write_json(run_dir / "train_config.json", rc)
     _barrier()
 
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
+    # A continuation (Table 3) draws the windows the source run would have drawn next.
+    data_offset = source_step(rc["init_from"]) if rc.get("init_from") else 0
 
     ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
     start = 0
@@ -160,8 +169,8 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
         n = step + 1  # number of optimizer steps done after this one
         log_step = n % spec.log_every == 0 or n == 1 or n == spec.steps
         lm_mean, aux_mean, grad_norm, lr, load = _train_step(
-            engine, spec, train_tokens, seed, step, accum, rank, device, hook, log_step, n_experts,
-            lambda: ckpts.latest() or "none")
+            engine, spec, train_tokens, seed, step, data_offset + step, accum, rank, device, hook, log_step,
+            n_experts, lambda: ckpts.latest() or "none")
         meter.step_done()
         bar.update(1)
         if log_step:
@@ -231,10 +240,13 @@ def _build_engine(rc: dict[str, Any], spec: TrainSpec, ds_config: dict[str, Any]
     return engine, train_tokens, hook
 
 
-def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int, accum: int, rank: int,
-                device: torch.device, hook: Any, log_step: bool, n_experts: int,
+def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int, data_step: int, accum: int,
+                rank: int, device: torch.device, hook: Any, log_step: bool, n_experts: int,
                 last_good: Any) -> tuple[float, float, float | None, float, dict[str, list] | None]:
     """One optimizer step over `accum` micro-batches -> (lm_loss, aux_loss, grad_norm, lr, expert load).
+
+    `step` is this run's 0-based optimizer step; `data_step` the position in the data stream
+    (`step` plus the source step for a continuation).
 
     The loss check sits between the last backward and the update, so a NaN/inf step never
     changes the weights; losses are synced to the host once per step, not per micro-batch.
@@ -243,7 +255,7 @@ def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int,
     lm_parts, aux_parts, load, manual_norm = [], [], None, None
     lr = float(engine.get_lr()[0])  # the lr this update uses
     for micro in range(accum):
-        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, step, micro, rank)
+        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, data_step, micro, rank)
         window = window.to(device)  # [B, seq_len + 1]
         routing = log_step and micro == 0
         out = engine(input_ids=window[:, :-1], output_routing=routing, routing_hook=hook)

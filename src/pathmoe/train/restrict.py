@@ -3,8 +3,9 @@
 The run starts from an early checkpoint of another run (`init_from.checkpoint`, an HF export),
 finds that checkpoint's `restrict_top_paths` most frequent top-1 paths on `path_tokens` held-out
 tokens, and trains on with every forward routed through `PathRestrictionHook(paths)` (fresh
-optimizer, the run's own schedule). The paths are written to run_dir/restricted_paths.json once and
-re-read on resume, so a resumed run restricts to exactly the same set.
+optimizer, the run's own schedule). Rank 0 finds the paths and broadcasts them, so every rank restricts
+to the same set; they are written to run_dir/restricted_paths.json once and re-read on resume, so a
+resumed run restricts to exactly the same set.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ def init_restricted(model: torch.nn.Module, rc: dict[str, Any], device: torch.de
     continuation from the same checkpoint, with no hook (returns None).
     """
     from pathmoe.analysis.restriction import PathRestrictionHook
-    from pathmoe.analysis.suite import analyze_traces, val_tokens
-    from pathmoe.analysis.traces import collect_traces
 
     init = rc["init_from"]
     load_init_weights(model, init["checkpoint"])
@@ -53,14 +52,38 @@ def init_restricted(model: torch.nn.Module, rc: dict[str, Any], device: torch.de
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"init_from.{key}={value!r}: expected an integer >= 1")
     out = Path(rc["run_dir"]) / "restricted_paths.json"
+    paths = None
+    if rank == 0:
+        paths = _rank0_paths(model, rc, device, out)
+    return PathRestrictionHook(broadcast_from_rank0(paths))
+
+
+def _rank0_paths(model: torch.nn.Module, rc: dict[str, Any], device: torch.device, out: Path) -> np.ndarray:
+    """The path set: re-read on resume, else found on the checkpoint's traces and saved."""
+    from pathmoe.analysis.suite import analyze_traces, val_tokens
+    from pathmoe.analysis.traces import collect_traces
+
+    init = rc["init_from"]
     if out.exists():  # a resumed run: the set was fixed when the run started
-        return PathRestrictionHook(np.asarray(read_json(out)["paths"], dtype=np.int64))
-    tokens = val_tokens(Path(rc["data_dir"]) / "shards", budget)
+        return np.asarray(read_json(out)["paths"], dtype=np.int64)
+    tokens = val_tokens(Path(rc["data_dir"]) / "shards", init["path_tokens"])
     seq_len = min(int(rc["train"].get("seq_len", 128)), len(tokens))
     model.to(device)
     traces = collect_traces(model, tokens, seq_len, int(rc["train"].get("micro_batch_size", 8)), device)
-    found = analyze_traces("top-paths", traces, top_n=n)  # {"paths", "counts", "num_tokens"}
-    paths = np.asarray(found["paths"], dtype=np.int64)
-    if rank == 0:
-        atomic_write_json(out, {"checkpoint": str(init["checkpoint"]), "restrict_top_paths": n, **found})
-    return PathRestrictionHook(paths)
+    found = analyze_traces("top-paths", traces, top_n=init["restrict_top_paths"])  # {"paths", "counts", "num_tokens"}
+    atomic_write_json(out, {"checkpoint": str(init["checkpoint"]), "restrict_top_paths": init["restrict_top_paths"],
+                            **found})
+    return np.asarray(found["paths"], dtype=np.int64)
+
+
+def broadcast_from_rank0(paths: np.ndarray | None) -> np.ndarray:
+    """Rank 0's path set [P, L] on every rank (the array itself without a process group)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [paths]
+        dist.broadcast_object_list(box, src=0)
+        paths = box[0]
+    if paths is None:
+        raise RuntimeError("restricted paths: rank 0 sent none (is this process rank 0 without a process group?)")
+    return np.asarray(paths, dtype=np.int64)

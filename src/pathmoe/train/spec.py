@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16")
+ON_DATA_CHANGE = ("restart", "refuse")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -40,6 +41,7 @@ class TrainSpec:
     compile: bool = False
     activation_checkpointing: bool = False
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+    on_data_change: str = "restart"  # checkpoints trained on other data: "restart" from scratch or "refuse"
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per optimizer step so that micro * accum * world == global batch."""
@@ -74,6 +76,8 @@ def parse_train_spec(train: dict[str, Any]) -> TrainSpec:
         raise ValueError(f"train.threads={kw['threads']!r}: expected null or an integer >= 1")
     if kw.get("precision", "fp32") not in PRECISIONS:
         raise ValueError(f"train.precision={kw['precision']!r}: allowed {', '.join(PRECISIONS)}")
+    if kw.get("on_data_change", "restart") not in ON_DATA_CHANGE:
+        raise ValueError(f"train.on_data_change={kw['on_data_change']!r}: allowed {', '.join(ON_DATA_CHANGE)}")
     if kw.get("device", "auto") not in DEVICES:
         raise ValueError(f"train.device={kw['device']!r}: allowed {', '.join(DEVICES)}")
     if kw.get("zero_stage", 0) > 3:
