@@ -518,7 +518,7 @@ def test_headline_numbers_are_compared_in_summary_and_audit(env):
     assert fig7 == pytest.approx({"pathmoe_consistency_pct": 79.0, "indep_consistency_pct": 48.0})
     assert fig8["indep_degradation_pct_p1"] == pytest.approx(5328.0) and fig8["pathmoe_degradation_pct_p1"] == 237.0
     assert fig8["robustness_ratio_p1"] == pytest.approx(5328 / 237) and fig8["final_layer_entropy_reduction_pct"] == pytest.approx(11.0)
-    assert text["checkpoint_selection_std_pct"] == pytest.approx(0.3) and text["routing_entropy_tokens"] == 1000
+    assert text["checkpoint_selection_std_pct"] == pytest.approx(0.3) and text["routing_entropy_tokens"] == 1020  # Table 4 first row (pathb4) paths.json
     assert data["rows"]["fig6b"]["b4_avg"] == pytest.approx(100 * (0.46 + 0.48 + 0.36) / 3)
     assert data["rows"]["fig6a"]["top2_avg"] is None  # no row labelled "2" in this figure
     assert data["paper"]["fig8"]["robustness_ratio_p1"] == 22.5 and data["paper"]["text"]["checkpoint_selection_std_pct"] == 0.28
