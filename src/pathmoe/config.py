@@ -31,7 +31,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 30, "weight_decay": 0.1,
     "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "precision": "fp32", "zero_stage": 0,
     "device": "auto", "log_every": 10, "ckpt_every": 100, "export_every": 50, "export_steps": [],
-    "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
+    "keep_exports": 5, "trackers": [], "compile": False, "activation_checkpointing": False,
     "on_data_change": "restart",
 }
 EVAL_DEFAULTS: dict[str, Any] = {
@@ -202,6 +202,37 @@ def _validate_schema(cfg: dict) -> None:
         _fail(f"config key {key}: {err.message}")
 
 
+def _train_sections(cfg: dict) -> list[tuple[str, Any]]:
+    """(config key, section) of every `train:` section: top level, per scale, per run."""
+    found = [("train", cfg.get("train"))]
+    for section in ("scales", "runs"):
+        entries = cfg.get(section)
+        if isinstance(entries, dict):
+            found += [(f"{section}.{k}.train", v.get("train")) for k, v in entries.items() if isinstance(v, dict)]
+    return [(key, sec) for key, sec in found if isinstance(sec, dict)]
+
+
+def _check_replaced_keys(cfg: dict) -> None:
+    """A key an earlier version accepted gets a one-line pointer to its replacement."""
+    from pathmoe.tracker_rules import REPLACED_KEY
+
+    for key, section in _train_sections(cfg):
+        if REPLACED_KEY[0] in section:
+            _fail(f"config key {key}.{REPLACED_KEY[0]}: " + REPLACED_KEY[1].split(" ", 1)[1])
+
+
+def _check_trackers(cfg: dict) -> None:
+    """Every tracker a train section names has its package installed (the schema checked the names)."""
+    from pathmoe.tracker_rules import check_trackers
+
+    for key, section in _train_sections(cfg):
+        if "trackers" in section:
+            try:
+                check_trackers(section["trackers"], f"{key}.trackers")
+            except ValueError as exc:
+                _fail(f"config key {exc}")
+
+
 def _check_names(cfg: dict) -> None:
     """Every name and directory that reaches a path or a shell command is made of safe characters."""
     if not SAFE_NAME.fullmatch(cfg["name"]):
@@ -335,8 +366,10 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"config file {path} must hold a mapping at the top level")
     cfg = deep_merge(cfg, overrides)
     _check_finite(cfg)
+    _check_replaced_keys(cfg)
     _validate_schema(cfg)
     _check_names(cfg)
+    _check_trackers(cfg)
 
     from pathmoe.data import validate_dataset_config
 
