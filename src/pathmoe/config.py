@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,17 @@ class Experiment:
     cost: dict = field(default_factory=dict)
     audit: dict = field(default_factory=lambda: copy.deepcopy(AUDIT_DEFAULTS))
     report: Any = None  # pathmoe.report.ReportSpec when the config has a `report:` section
+    # <config>.lock.yaml beside the config file: the hub commits its downloads are pinned to
+    # (pathmoe.hub); None for a config given as a dict
+    revision_lock: Path | None = None
+
+    def revision_lock_args(self, dataset: str) -> list[str]:
+        """`--revision-lock <abs path>` for a data command of `dataset` when it downloads from the hub."""
+        from pathmoe.data.config import hub_downloads
+
+        if self.revision_lock is None or not hub_downloads(self.datasets[dataset]):
+            return []
+        return ["--revision-lock", str(self.revision_lock.absolute())]
 
     def run_config(self, run: str) -> dict:
         return self.runs[run].to_json(self.output_dir)
@@ -346,9 +358,12 @@ def _resolve_model(base: str, scale: str, variant_name: str, scale_model: dict, 
     return model
 
 
-def load_experiment(source: str | Path | dict, overrides: dict | None = None) -> Experiment:
+def load_experiment(source: str | Path | dict, overrides: dict | None = None,
+                    config_file: str | Path | None = None) -> Experiment:
     """Load and validate an experiment config (a YAML path or an already-parsed dict).
 
+    `config_file` is the YAML a dict was read from (Snakemake's --configfile): the hub revision
+    lock lives beside it (`<config>.lock.yaml`, pathmoe.hub); a path `source` is its own.
     Raises ConfigError with a one-line message naming the bad key on any problem, so a bad
     config fails before a single job starts.
     """
@@ -364,6 +379,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
         if not isinstance(cfg, dict):
             _fail(f"config file {path} must hold a mapping at the top level")
+        config_file = path
     cfg = deep_merge(cfg, overrides)
     _check_finite(cfg)
     _check_replaced_keys(cfg)
@@ -449,6 +465,8 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
         audit=deep_merge(AUDIT_DEFAULTS, cfg.get("audit")),
     )
+    if config_file is not None:
+        exp.revision_lock = _check_revision_lock(Path(config_file), datasets)
     if "report" in cfg:
         from pathmoe.report import parse_report_spec
 
@@ -458,6 +476,29 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         except ValueError as exc:
             _fail(str(exc))
     return exp
+
+
+def _check_revision_lock(config_file: Path, datasets: dict[str, dict]) -> Path:
+    """The config's lock file, checked: readable if present, and writable where a download still
+    has to pin a revision (the first download writes it)."""
+    from pathmoe.data.config import hub_downloads
+    from pathmoe.hub import lock_path_for, read_lock
+
+    lock = lock_path_for(config_file)
+    try:
+        pins = {(e["kind"], e["repo"], e["revision"] or "") for e in read_lock(lock)}
+    except ValueError as exc:
+        _fail(f"{exc}; fix it or delete it to re-resolve every revision at the next download")
+    for name, dcfg in datasets.items():
+        for kind, repo, revision in hub_downloads(dcfg):
+            if (kind, repo, revision or "") in pins:
+                continue
+            target = lock if lock.exists() else lock.parent
+            if not os.access(target, os.W_OK):
+                _fail(f"datasets.{name}: hub {kind} {repo!r} (revision {revision!r}) is not pinned in {lock}, and "
+                      f"the first download cannot write it there ({target} is not writable); copy the config to a "
+                      "writable directory")
+    return lock
 
 
 def _check_task_dirs(base: str, task_dirs: list[str]) -> None:
