@@ -47,8 +47,8 @@ def test_html_report_holds_every_figure_and_the_training_curves(workdir):
     """`snakemake all --report report.html` embeds each paper figure and each run group's curves."""
     import base64
 
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(ROOT / "tests/configs/e2e.yaml"), "all", "--report", "report.html"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "all",
+           "--report", "report.html", "--configfile", str(ROOT / "tests/configs/e2e.yaml")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     html = (workdir / "report.html").read_text()
