@@ -136,3 +136,16 @@ def test_config_lock_beside_the_config_checked_up_front_and_passed_to_data_jobs(
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"--revision-lock {ROOT / 'configs/paper-0.9b.lock.yaml'}" in res.stdout + res.stderr
+
+
+def test_resolve_failure_is_one_line_naming_repo_and_revision(monkeypatch):
+    import huggingface_hub
+
+    def offline(self, repo, revision=None):
+        raise OSError("We couldn't connect to 'https://huggingface.co'.\nCheck your connection.")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", offline)
+    with pytest.raises(ValueError) as err:
+        hub.resolve_commit("dataset", "org/corpus", "main")
+    assert str(err.value) == ("hub dataset 'org/corpus' at revision 'main' could not be resolved to a commit "
+                              "(We couldn't connect to 'https://huggingface.co'.)")
