@@ -4,8 +4,8 @@ metrics.jsonl stays the record every later stage reads; trackers mirror its reco
 researchers watch runs in. Each is written through its own client, rank 0 only, flushed at every
 logged step so a killed job loses nothing it logged. On resume from step S the records after S are
 dropped first, as metrics.jsonl drops them: TensorBoard through `SummaryWriter(purge_step=S + 1)`,
-the CSV by rewriting it, and Weights & Biases by resuming the same run id (it ignores steps at or
-below the last one it holds, and a bit-exact resume logs the same values for them).
+the CSV by rewriting it, and Weights & Biases by resuming the same run id (it drops, with a
+warning, steps below the last one it holds; a bit-exact resume logs the same values for them).
 """
 
 from __future__ import annotations
