@@ -65,3 +65,24 @@ def init_distributed(backend: str) -> dict[str, int]:
         else:
             deepspeed.init_distributed(dist_backend=backend)
     return info
+
+
+def cuda_index(env: dict[str, str] | None = None, device_count: int | None = None) -> int:
+    """The CUDA device this process trains on, for every GPU binding a launcher may give.
+
+    SLURM with `--ntasks-per-gpu=1` / `--gpu-bind=single:1` (or `--gpus-per-task=1`) shows each
+    task one device (CUDA_VISIBLE_DEVICES lists one): it is device 0, whatever LOCAL_RANK says.
+    torchrun, DeepSpeed's launcher and a plain `srun` show every GPU of the node: device LOCAL_RANK.
+    `device_count`: devices visible to this process (torch.cuda.device_count()).
+    """
+    env = os.environ if env is None else env
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    count = len(visible) if visible else device_count
+    if count == 1:
+        return 0
+    if count is not None and local_rank >= count:
+        raise ValueError(f"LOCAL_RANK={local_rank} but this process sees {count} CUDA device(s) "
+                         f"(CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '<unset>')}); give each task "
+                         "one GPU (--gpus-per-task=1) or all of the node's GPUs")
+    return local_rank
