@@ -16,6 +16,11 @@ def data_dir(wildcards):
     return f"{OUT}/data/{wildcards.dataset}"
 
 
+def data_resource(key):
+    """One SLURM resource of a dataset's data jobs (datasets.<name>.resources, pathmoe.config)."""
+    return lambda wildcards: EXP.data_resources[wildcards.dataset][key]
+
+
 rule dataset_config:
     """The validated dataset config as the data stage reads it; rewritten (and so re-triggering
     downstream jobs) only when the dataset's config changes."""
@@ -37,7 +42,8 @@ rule fetch_documents:
     params:
         out=data_dir,
     resources:
-        runtime=600,
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data fetch --dataset-config {input.cfg:q} --out {params.out:q}", deterministic=True)
         + " && touch {output:q}"
@@ -63,6 +69,9 @@ rule build_tokenizer:
     params:
         out=data_dir,
         reads=lambda wc: [f"{data_dir(wc)}/raw/train.jsonl"] if trains_bpe(wc) else [],
+    resources:
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.out:q}",
                  deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"
@@ -79,11 +88,13 @@ rule tokenize:
         out=data_dir,
         reads=raw_files,
     # tokenize_to_shards runs num_workers encoding processes: reserve that many cores. Snakemake
-    # caps threads at --cores (for a SLURM submission: the submit host's cores), which is why the
-    # SLURM profile still states tokenize's cpus_per_task itself.
+    # caps threads at --cores (for a SLURM submission: the submit host's cores), so the SLURM job
+    # asks for its CPUs through cpus_per_task, from the same config value.
     threads: lambda wc: EXP.dataset_config(wc.dataset)["num_workers"]
     resources:
-        runtime=1440,
+        cpus_per_task=lambda wc: EXP.dataset_config(wc.dataset)["num_workers"],
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data tokenize --dataset-config {input.cfg:q} --out {params.out:q}",
                  deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"

@@ -66,7 +66,7 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 JobRequeue=1
 MinJobAge=600
-KillWait=30
+KillWait=10
 SchedulerType=sched/backfill
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
