@@ -18,8 +18,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-margin-s", type=float, default=None, metavar="SECONDS",
                    help="under SLURM: checkpoint and stop (then requeue the job) when the job's time limit is "
                         "less than this many seconds away; SIGUSR1/SIGTERM stop it at any time")
-    # The deepspeed launcher appends --local_rank=N; accept both spellings.
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
     b = subparsers.add_parser("bench", help="training throughput (tokens/s/GPU, MFU, peak memory) of configured runs",
@@ -43,8 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.local_rank is not None:
-        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     from pathmoe.train import NonFiniteLossError, train
     from pathmoe.train.preempt import EXIT_STOPPED, TrainingStopped, requeue_self
 
