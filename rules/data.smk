@@ -1,4 +1,6 @@
 # Data: resolved dataset spec -> raw documents -> tokenizer -> token shards.
+# The three jobs of a dataset run one after the other: on a cluster they are one job (`group:
+# "data"`, one sbatch and one queue wait per dataset), asking for the largest of their resources.
 #
 # Each data job's declared output is a small stamp flagged update(): raw/manifest.json,
 # tokenizer/ and shards/index.json. Snakemake never deletes an update() output before the job,
@@ -39,6 +41,7 @@ rule fetch_documents:
         sources=lambda wc: source_input_files(EXP.dataset_config(wc.dataset)),
     output:
         update(f"{OUT}/data/{{dataset}}/raw/manifest.json"),
+    group: "data"
     params:
         out=data_dir,
     resources:
@@ -66,6 +69,7 @@ rule build_tokenizer:
         local=lambda wc: tokenizer_input_files(EXP.dataset_config(wc.dataset)),
     output:
         update(directory(f"{OUT}/data/{{dataset}}/tokenizer")),
+    group: "data"
     params:
         out=data_dir,
         reads=lambda wc: [f"{data_dir(wc)}/raw/train.jsonl"] if trains_bpe(wc) else [],
@@ -84,6 +88,7 @@ rule tokenize:
         tokenizer=f"{OUT}/data/{{dataset}}/tokenizer",
     output:
         update(f"{OUT}/data/{{dataset}}/shards/index.json"),
+    group: "data"
     params:
         out=data_dir,
         reads=raw_files,

@@ -80,6 +80,7 @@ rule train:
     params:
         launcher=launcher,
         stop_margin=stage_resource("train", "stop_margin_s"),
+        log=lambda wc: f"{OUT}/runs/{wc.run}/train.log",
     threads: lambda wc: EXP.runs[wc.run].train.get("threads") or 1
     # For the slurm executor plugin (tests/test_dag.py builds the sbatch line from these): a
     # multi-process run is an MPI-style job (`mpi`), one srun task per GPU or per CPU process
@@ -96,9 +97,9 @@ rule train:
         runtime=stage_resource("train", "runtime"),
         mpi=lambda wc: "srun" if launcher(wc) else None,
         slurm_extra="--open-mode=append",
-    log:
-        f"{OUT}/runs/{{run}}/train.log",
     shell:
-        # params.launcher is a fixed snippet built above from code, never from config values
+        # params.launcher is a fixed snippet built above from code and validated integers. The log is
+        # appended to, not a `log:` file (which Snakemake deletes when the job starts): it keeps the
+        # output of every start of a requeued job, the stop and requeue notices included.
         recorded("{params.launcher} pathmoe train --run-config {input.cfg:q} --stop-margin-s {params.stop_margin:q}")
-        + " >> {log:q} 2>&1"
+        + " >> {params.log:q} 2>&1"
