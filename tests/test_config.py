@@ -252,3 +252,8 @@ def test_plan_counts_slurm_jobs_per_run():
     assert indep.gpus == 32 and indep.job_minutes == 2880 and indep.wall_hours == pytest.approx(145.5, abs=0.1)
     assert indep.jobs == 4  # 145.5 h at 48 h per job less the stop margin
     assert big.gpus == 128 and big.jobs == 3  # 157.7 h at 72 h
+
+
+def test_train_only_resource_keys_are_refused_elsewhere():
+    msg = bad(lambda c: c["scales"]["tiny"].update(resources={"eval": {"tasks": 2}}))
+    assert "scales.tiny.resources.eval.tasks is not a key of that stage" in msg

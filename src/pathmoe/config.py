@@ -419,6 +419,11 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         if scfg.get("eval") or rcfg.get("eval"):
             _check_eval_tasks(f"runs.{base}.", evl)  # merged: eval < scales.<scale>.eval < runs.<base>.eval
         declared = scfg.get("resources", {})
+        for stage, keys in declared.items():
+            extra = sorted(set(keys) - set(RESOURCE_DEFAULTS[stage]))
+            if extra:
+                _fail(f"scales.{scale}.resources.{stage}.{extra[0]} is not a key of "
+                      f"that stage; allowed: {', '.join(RESOURCE_DEFAULTS[stage])}")
         resources = {stage: deep_merge(stage_defaults, declared.get(stage))
                      for stage, stage_defaults in RESOURCE_DEFAULTS.items()}
         _check_run_settings(base, model, train, resources)
