@@ -175,7 +175,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
     bar = tqdm(total=spec.steps, initial=start, disable=rank != 0 or not tty, desc=f"train {rc.get('run', '')}")
     last_log_t, last_log_step = time.perf_counter(), start
     last: dict[str, Any] = {}
-    stopper = StopRequest(stop_margin_s).install()
+    stopper, stop = StopRequest(stop_margin_s).install(), False
     for step in range(start, spec.steps):
         n = step + 1  # number of optimizer steps done after this one
         log_step = n % spec.log_every == 0 or n == 1 or n == spec.steps
@@ -205,15 +205,14 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
             _gather(states, rng_state())
             ckpts.save(engine, n, {"step": n, "rng": states})
         if stop:
-            stopper.uninstall()
-            bar.close()
-            log.close()
-            raise TrainingStopped(n, stopper.reason or "stop requested")
+            break
     stopper.uninstall()
     bar.close()
     log.close()
     if tb is not None:
         tb.close()
+    if stop:
+        raise TrainingStopped(n, stopper.reason or "stop requested")
 
     per_gpu = meter.tokens_per_s()
     summary = {"steps": spec.steps, "tokens_per_s": per_gpu * world, "tokens_per_s_per_gpu": per_gpu,
