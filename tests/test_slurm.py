@@ -4,9 +4,9 @@ tests/configs/slurm.yaml through `--profile slurm` to completion, and `pathmoe a
 passes on it. On the way:
 
 - `two` trains with 2 ranks (srun, gloo, no GPU) and matches the 1-rank `one` within float tolerance;
-- `limited` runs under a 1-minute job time limit: it checkpoints stop_margin_s before the limit,
-  requeues itself until done, its Slurm log is appended to across the requeues, and it equals an
-  uninterrupted training bit for bit;
+- `limited` runs under a 1-minute job time limit: it checkpoints stop_margin_s before the limit (one
+  step per job here), requeues itself until done, its Slurm log is appended to across the requeues,
+  and it equals an uninterrupted training bit for bit;
 - `one` is requeued mid-training with `scontrol requeue` (SIGTERM, checkpoint, restart) and equals
   the same uninterrupted training bit for bit.
 
@@ -78,13 +78,12 @@ def workdir(tmp_path_factory):
     return work
 
 
-@pytest.fixture(scope="module")
-def reference(workdir, tmp_path_factory):
-    """`one`'s training run uninterrupted, in this process (the same spec, another run directory)."""
+def uninterrupted(workdir: Path, run: str, tmp_path_factory) -> list[dict]:
+    """`run`'s training, uninterrupted, in this process (the same spec, another run directory)."""
     from pathmoe.train import train
 
-    rc = json.loads((workdir / "results/slurm/runs/one_s0/train_config.json").read_text())
-    run_dir = tmp_path_factory.mktemp("reference") / "one_s0"
+    rc = json.loads((workdir / f"results/slurm/runs/{run}/train_config.json").read_text())
+    run_dir = tmp_path_factory.mktemp("reference") / run
     rc["run_dir"] = str(run_dir)
     rc["data_dir"] = str(workdir / rc["data_dir"])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -116,25 +115,26 @@ def test_two_ranks_match_one_rank(workdir):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5), (a["step"], a["loss"], b["loss"])
 
 
-def test_time_limited_run_requeues_itself_and_equals_uninterrupted(workdir, reference):
+def test_time_limited_run_requeues_itself_and_equals_uninterrupted(workdir, tmp_path_factory):
     run = workdir / "results/slurm/runs/limited_s0"
     log = (run / "train.log").read_text()
     stops = re.findall(r"training stopped at step (\d+) \(time limit near\)", log)
-    assert len(stops) >= 1 and len(re.findall(r"requeued SLURM job \d+", log)) == len(stops), log[-3000:]
+    assert stops == ["1", "2"], log[-3000:]  # three jobs of one step each
+    assert len(re.findall(r"requeued SLURM job \d+", log)) == 2, log[-3000:]
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["resumed_from"] == int(stops[-1])
-    assert metrics(run / "metrics.jsonl") == reference  # bit for bit
+    assert summary["resumed_from"] == 2 and summary["steps"] == 3
+    assert metrics(run / "metrics.jsonl") == uninterrupted(workdir, "limited_s0", tmp_path_factory)  # bit for bit
     # the job's Slurm log survived every requeue (--open-mode=append): one Snakemake header per start
     slurm_logs = list((workdir / ".snakemake/slurm_logs/rule_train/limited_s0").glob("*.log"))
     assert len(slurm_logs) == 1
     assert slurm_logs[0].read_text().count("Workflow ID:") >= 2 * (len(stops) + 1)  # submit + job step per start
 
 
-def test_scontrol_requeue_resumes_bit_exact(workdir, reference):
+def test_scontrol_requeue_resumes_bit_exact(workdir, tmp_path_factory):
     run = workdir / "results/slurm/runs/one_s0"
     log = (run / "train.log").read_text()
     stopped = re.findall(r"training stopped at step (\d+) \(SIGTERM\)", log)
     assert len(stopped) == 1, log[-3000:]
     assert int(stopped[0]) >= REQUEUE_AT_STEP - 1
     assert json.loads((run / "train_summary.json").read_text())["resumed_from"] == int(stopped[0])
-    assert metrics(run / "metrics.jsonl") == reference
+    assert metrics(run / "metrics.jsonl") == uninterrupted(workdir, "one_s0", tmp_path_factory)

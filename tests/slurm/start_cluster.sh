@@ -68,6 +68,8 @@ JobRequeue=1
 MinJobAge=600
 KillWait=10
 SchedulerType=sched/backfill
+# a requeued job is eligible again after cred_expire; look for it every 2 s (defaults: 60 s, backfill 30 s)
+SchedulerParameters=sched_interval=2,bf_interval=2
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
