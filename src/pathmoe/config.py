@@ -23,7 +23,9 @@ import yaml
 from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# The named configs ship as package data: src/pathmoe/configs links to the repository's configs/,
+# so an editable checkout reads (and lists) the live files and a wheel install its own copies.
+REPO_CONFIGS = Path(__file__).with_name("configs")
 REPORT_OWNER_FILE = "experiment.json"
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -496,7 +498,11 @@ def _share_identical_trainings(runs: dict[str, RunSpec], output_dir: Path) -> No
 
 
 def find_config(name: str | None) -> Path:
-    """Resolve a config name ("default", "paper-0.9b") or path to a file."""
+    """Resolve a config name ("default", "paper-0.9b") or path to a file.
+
+    A name is looked up among the configs installed with the package (in a checkout: configs/);
+    the returned path is resolved, so files written beside a named config land in configs/.
+    """
     if name is None:
         name = "default"
     path = Path(name)
@@ -504,5 +510,6 @@ def find_config(name: str | None) -> Path:
         return path
     candidate = REPO_CONFIGS / f"{name}.yaml"
     if candidate.is_file():
-        return candidate
-    _fail(f"config {name!r} not found (neither a file nor configs/{name}.yaml)")
+        return candidate.resolve()
+    known = sorted(p.stem for p in REPO_CONFIGS.glob("*.yaml") if p.stem not in ("schema", "paper_reference"))
+    _fail(f"config {name!r} not found: neither a file nor a named config; named configs: {', '.join(known)}")
