@@ -50,6 +50,12 @@ def test_one_table_needs_only_its_runs():
     assert counts["train"] == 2 and counts["analyze_traces"] == 2 and "robustness" not in counts
 
 
+def test_eval_rule_declares_lm_eval_results():
+    """lm-eval's results JSON is an output of the eval job (Snakemake plans the eval job for it)."""
+    counts, _, _ = dry_run("results/default/runs/indep_s0/eval/lm_eval_results.json")
+    assert counts["eval"] == 1 and counts["train"] == 1
+
+
 def test_paper_config_plans_whole_reproduction_fast():
     counts, _, elapsed = dry_run("all", "--configfile", "configs/paper-0.9b.yaml")
     assert counts["train"] == 28 and counts["eval"] == 29  # Tables 1, 2, 3, 6, 7, 8, Figs 3, 6; PathB1 = Indep LBL 0
