@@ -358,3 +358,28 @@ def test_stock_lm_eval_cli_needs_arguments(capsys):
 
     assert main(["eval", "lm-eval"]) == 2
     assert "no lm-eval arguments" in capsys.readouterr().err
+
+
+def test_eval_job_log_is_quiet(smoke):
+    """An eval job's log (stderr to a file, as a Snakemake job writes it): no progress-bar lines
+    from transformers, datasets or lm-eval, and no warning repeated for every checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _make_run(smoke, "quiet", {10: "trained", 20: "trained"})
+    log = Path(cfg["run_dir"]) / "eval.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS",
+                                                             "HF_DATASETS_DISABLE_PROGRESS_BARS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "pathmoe", "eval", "run", "--run-config",
+                               str(Path(cfg["run_dir"]) / "run_config.json")], stdout=fh, stderr=subprocess.STDOUT,
+                              env=env, timeout=600)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "it/s]" not in text and "\r" not in text  # no progress bars
+    for noise in ("Loading weights", "Running loglikelihood requests", "Generating test split",
+                  "to instantiate a model of type", "model kwarg is not of type"):
+        assert noise not in text, noise
+    assert str(Path(cfg["run_dir"]) / "eval" / "records.csv") in text  # what the command prints is kept

@@ -118,6 +118,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from pathmoe.quiet import quiet_progress_bars, to_terminal
+
+    if not to_terminal():  # a job's log file: no progress-bar lines from the libraries
+        quiet_progress_bars()
     known = argv and (argv[0] in STAGES or argv[0] in EXPERIMENT_COMMANDS)
     parser = build_parser(argv[0] if known else None)
     args = parser.parse_args(argv)

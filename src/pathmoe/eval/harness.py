@@ -94,9 +94,20 @@ def _parse_results(results: dict[str, dict[str, Any]], tasks: list[str]) -> list
 
 def _checked_hflm(hflm_class: Any) -> Any:
     """HFLM whose over-long answers fail with a one-line error naming the request, not a bare assert
-    (the probe skips them beforehand; this is the guard should one slip through)."""
+    (the probe skips them beforehand; this is the guard should one slip through), and whose
+    request progress bars show only on a terminal (lm-eval enables them explicitly)."""
+    from pathmoe.quiet import to_terminal
 
     class CheckedHFLM(hflm_class):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
+        def generate_until(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().generate_until(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
         def _loglikelihood_tokens(self, requests, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             for (context, continuation), _, cont_enc in requests:
                 if len(cont_enc) > self.max_length:
@@ -180,8 +191,14 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str,
     num_fewshot = num_fewshot or {}
     if max_length is None:
         max_length = getattr(model.config, "max_seq_len", None)
-    lm = _checked_hflm(HFLM)(pretrained=model, backend="causal", tokenizer=tokenizer, batch_size=batch_size,
-                             max_length=max_length)
+    hf_logger = logging.getLogger("lm_eval.models.huggingface")
+    level = hf_logger.level
+    hf_logger.setLevel(logging.ERROR)  # its warnings about being handed a model instance: what we mean to do
+    try:
+        lm = _checked_hflm(HFLM)(pretrained=model, backend="causal", tokenizer=tokenizer, batch_size=batch_size,
+                                 max_length=max_length)
+    finally:
+        hf_logger.setLevel(level)
     folders = [include_path] if isinstance(include_path, (str, Path)) else list(include_path or [])
     if any(t in OFFLINE_TASKS for t in tasks) and not folders:
         raise ValueError(f"tasks {tasks} include offline tasks: pass include_path=build_offline_tasks(...)")
