@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -57,6 +56,9 @@ def _undeclared(files: list[Path], declared: set[str], local: set[str]) -> dict[
 def test_every_third_party_import_is_a_declared_dependency():
     """src/ imports only distributions in [project] dependencies or an extra (an optional feature);
     tests and benchmarks may add the `test` extra. A module installed here by accident fails this."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (the environment's)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = _requirement_names(project["dependencies"])
     extras = set().union(*(_requirement_names(r) for r in project.get("optional-dependencies", {}).values()))

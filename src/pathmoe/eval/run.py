@@ -2,8 +2,8 @@
 and lm-eval's own results (task configs, versions, sample counts) -> eval/lm_eval_results.json.
 
 Resumable per checkpoint: each checkpoint's rows are cached atomically as eval/step_<N>.csv (after
-its lm-eval results, eval/step_<N>.lm_eval.json) and skipped next time (a crash loses at most the checkpoint in flight). A cache holds the key of what
-produced it (the export's files, the score-changing eval settings, the val data and offline task
+its lm-eval results, eval/step_<N>.lm_eval.json) and skipped next time (a crash loses at most the
+checkpoint in flight). A cache holds the key of what produced it (the export's files, the score-changing eval settings, the val data and offline task
 files) and is reused only under the same key: a retrained export or an edited eval setting is
 evaluated again instead of reporting the old model's numbers. All inputs are validated before
 anything is written, so bad input leaves no partial output.
