@@ -29,6 +29,8 @@ rule eval:
     output:
         records=f"{OUT}/runs/{{run}}/eval/records.csv",
         selected=f"{OUT}/runs/{{run}}/eval/selected.json",
+        # lm-eval's own results (task configs, versions, sample counts) of every checkpoint
+        lm_eval=f"{OUT}/runs/{{run}}/eval/lm_eval_results.json",
     resources:
         gpu=stage_resource("eval", "gpu"),
         cpus_per_gpu=stage_resource("eval", "cpus"),

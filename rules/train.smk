@@ -41,6 +41,9 @@ def train_inputs(wildcards):
     source = EXP.source_run(wildcards.run)
     if source is not None:
         inputs["source"] = f"{OUT}/runs/{source}/train_summary.json"
+    init_export = EXP.init_checkpoint(wildcards.run)
+    if init_export is not None:  # init_from.checkpoint: an HF export the run starts from
+        inputs["init"] = [f"{init_export}/config.json", f"{init_export}/model.safetensors"]
     return inputs
 
 

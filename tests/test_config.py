@@ -1,6 +1,7 @@
 """Experiment configs: the shipped ones validate, bad ones fail with one line naming the key."""
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -257,3 +258,68 @@ def test_plan_counts_slurm_jobs_per_run():
 def test_train_only_resource_keys_are_refused_elsewhere():
     msg = bad(lambda c: c["scales"]["tiny"].update(resources={"eval": {"tasks": 2}}))
     assert "scales.tiny.resources.eval.tasks is not a key of that stage" in msg
+
+
+def _tiny_export(path, **model_overrides) -> str:
+    """An HF export of the default's `tiny` PathB4 model (as `pathmoe train` writes one)."""
+    import torch
+
+    from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
+
+    model_cfg = {**DEFAULT["scales"]["tiny"]["model"], "vocab_size": 512, "router": "linear", "block_size": 4,
+                 "lbl_coef": 0.0, **model_overrides}
+    torch.manual_seed(0)
+    PathMoEForCausalLM(PathMoEConfig(**model_cfg)).save_pretrained(path)
+    return str(path)
+
+
+def _with_init_checkpoint(cfg: dict, checkpoint: str, **extra) -> None:
+    cfg["runs"]["from_export"] = {"variant": "pathb4", "init_from": {"checkpoint": checkpoint, **extra}}
+    cfg["runs"]["from_export"]["seeds"] = [0]
+
+
+def test_init_from_an_hf_export_directory(tmp_path):
+    """A run may start from an HF export directory instead of another run of the config: the run
+    spec names the directory, the data stream starts at `step` (default 0), and the train job lists
+    the export's files as inputs (a changed export reruns it)."""
+    ckpt = _tiny_export(tmp_path / "export")
+    cfg = copy.deepcopy(DEFAULT)
+    _with_init_checkpoint(cfg, ckpt, restrict_top_paths=None)
+    exp = load_experiment(cfg)
+    init = exp.run_config("from_export_s0")["init_from"]
+    assert init == {"checkpoint": ckpt, "step": 0, "restrict_top_paths": None, "path_tokens": 20_000}
+    assert exp.init_checkpoint("from_export_s0") == ckpt and exp.source_run("from_export_s0") is None
+    assert exp.runs["from_export_s0"].trained_by is None  # never shares pathb4's from-scratch training
+    assert exp.init_checkpoint("pathb4_s0") is None
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing", "is not a directory; expected an HF export directory"),
+    ("hub_id", "hub ids are not downloaded"),
+    ("no_weights", "has no model.safetensors"),
+    ("other_model", "is a 'llama' checkpoint; allowed: a PathMoE export"),
+    ("other_shape", "model.n_experts=8 but the init_from checkpoint"),
+    ("both", "give exactly one of run"),
+])
+def test_init_from_checkpoint_is_checked_before_any_job(tmp_path, problem, match):
+    ckpt = _tiny_export(tmp_path / "export", **({"n_experts": 4} if problem == "other_shape" else {}))
+    if problem == "missing":
+        ckpt = str(tmp_path / "nowhere")
+    elif problem == "hub_id":
+        ckpt = "someone/pathmoe-0.9b"
+    elif problem == "no_weights":
+        (tmp_path / "export" / "model.safetensors").unlink()
+    elif problem == "other_model":
+        conf = json.loads((tmp_path / "export" / "config.json").read_text())
+        (tmp_path / "export" / "config.json").write_text(json.dumps({**conf, "model_type": "llama"}))
+    extra = {"run": "pathb4", "step": 20} if problem == "both" else {}
+    msg = bad(lambda c: _with_init_checkpoint(c, ckpt, **extra))
+    assert match in msg
+
+
+def test_init_from_checkpoint_loss_settings_may_differ(tmp_path):
+    """Only the keys that shape the weights must match: LBL and dispatch are the run's own."""
+    ckpt = _tiny_export(tmp_path / "export", lbl_coef=0.01, dispatch="deepspeed")
+    cfg = copy.deepcopy(DEFAULT)
+    _with_init_checkpoint(cfg, ckpt)
+    assert load_experiment(cfg).run_config("from_export_s0")["init_from"]["checkpoint"] == ckpt

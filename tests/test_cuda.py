@@ -53,7 +53,7 @@ def test_dispatch_makes_no_host_device_sync():
 
 
 def test_causal_attention_runs_on_the_flash_kernel():
-    """The training attention (no padding mask, bf16, GQA expanded) is served by FlashAttention."""
+    """The training attention (no padding mask, bf16, GQA through SDPA's enable_gqa) is served by FlashAttention."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from pathmoe.model import PathMoEConfig

@@ -51,6 +51,12 @@ def test_one_table_needs_only_its_runs():
     assert counts["train"] == 2 and counts["analyze_traces"] == 2 and "robustness" not in counts
 
 
+def test_eval_rule_declares_lm_eval_results():
+    """lm-eval's results JSON is an output of the eval job (Snakemake plans the eval job for it)."""
+    counts, _, _ = dry_run("results/default/runs/indep_s0/eval/lm_eval_results.json")
+    assert counts["eval"] == 1 and counts["train"] == 1
+
+
 def test_paper_config_plans_whole_reproduction_fast():
     counts, _, elapsed = dry_run("all", "--configfile", "configs/paper-0.9b.yaml")
     assert counts["train"] == 28 and counts["eval"] == 29  # Tables 1, 2, 3, 6, 7, 8, Figs 3, 6; PathB1 = Indep LBL 0
@@ -174,3 +180,29 @@ def test_small_replication_config_validates_and_plans_its_dag():
     assert counts["stats"] == 1 and counts["headlines"] == 1 and counts["document"] == 1
     assert counts["table_with_reference"] == 3 and counts["figure"] == 3  # Tables 1, 4, 6; Figs 4, 7, 8
     assert yaml.safe_load((ROOT / "configs" / "small.yaml").read_text())["report_dir"] == "reports/small"
+
+
+def test_a_run_from_an_hf_export_lists_its_files_as_train_inputs(tmp_path):
+    """init_from.checkpoint: the train job reads the export's config.json and model.safetensors, so a
+    replaced export reruns it (and the run's data_hash, covering their bytes, restarts it)."""
+    import torch
+    import yaml
+
+    from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
+
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    export = tmp_path / "export"
+    model = {**cfg["scales"]["tiny"]["model"], "vocab_size": 512, "router": "linear", "block_size": 4}
+    torch.manual_seed(0)
+    PathMoEForCausalLM(PathMoEConfig(**model)).save_pretrained(export)
+    cfg["runs"]["from_export"] = {"variant": "pathb4", "seeds": [0], "init_from": {"checkpoint": str(export)}}
+    cfg["output_dir"] = str(tmp_path / "out")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "--configfile", str(tmp_path / "cfg.yaml"), "--",
+                          f"{tmp_path}/out/runs/from_export_s0/train_summary.json"], cwd=ROOT, capture_output=True,
+                         text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    train_job = out[out.index("rule train:"):]
+    train_inputs = train_job[train_job.index("input:"):].splitlines()[0]
+    assert f"{export}/config.json" in train_inputs and f"{export}/model.safetensors" in train_inputs

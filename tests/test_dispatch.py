@@ -46,9 +46,18 @@ def test_dropless_equals_per_token_reference(activation):
     _assert_close(_run(lambda a, i, w: per_expert_loop_moe(a, i, w, experts), experts, x, logits, k), ref)
 
 
+def test_grouped_gemm_is_the_public_op_where_torch_has_it():
+    """The CUDA path calls torch.nn.functional.grouped_mm (public) when present, not the private op."""
+    public = getattr(torch.nn.functional, "grouped_mm", None)
+    expected = public if public is not None else getattr(torch, "_grouped_mm", None)
+    assert moe._GROUPED_MM is expected
+    if torch.__version__.startswith("2.13"):  # this environment's pin has the public op
+        assert moe._GROUPED_MM is public is not None
+
+
 def test_grouped_mm_path_equals_reference(monkeypatch):
-    if not moe._HAS_GROUPED_MM:
-        pytest.skip("torch._grouped_mm unavailable")
+    if moe._GROUPED_MM is None:
+        pytest.skip("no grouped GEMM in this torch")
     experts, x, logits, k = _setup()
     ref = _run(lambda a, i, w: per_token_reference(a, i, w, experts), experts, x, logits, k)
     monkeypatch.setattr(moe, "_grouped_ok", lambda x, experts: True)  # the CUDA code path, run on CPU fp32

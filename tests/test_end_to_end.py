@@ -65,6 +65,20 @@ def test_html_report_holds_every_figure_and_the_training_curves(workdir):
     assert "pathb2_top4" in results[f"{reports}/figures/curves/pathb2_top4.png"]["caption"]
 
 
+def test_every_eval_job_keeps_lm_eval_results_beside_its_records(workdir):
+    """eval/lm_eval_results.json: lm-eval's results (configs, versions, sample counts) of every
+    evaluated checkpoint, with a provenance record like every job output."""
+    for run in sorted((workdir / "results/e2e/runs").iterdir()):
+        kept = json.loads((run / "eval/lm_eval_results.json").read_text())
+        records = pd.read_csv(run / "eval/records.csv")
+        scored = sorted(records.loc[records["task"] == "offline_mc", "step"].unique())
+        assert kept["run"] == run.name and [c["step"] for c in kept["checkpoints"]] == scored
+        for entry in kept["checkpoints"]:
+            tasks = set().union(*(res["configs"] for res in entry["lm_eval"]))
+            assert {"offline_mc"} <= tasks and all("n-samples" in res and res["versions"] for res in entry["lm_eval"])
+        assert (run / "eval/lm_eval_results.json.prov.json").is_file()
+
+
 def test_path_restricted_run_keeps_to_its_paths(workdir):
     run = workdir / "results/e2e/runs/pathb2_top4_s0"
     paths = json.loads((run / "restricted_paths.json").read_text())

@@ -200,6 +200,7 @@ def test_evaluate_run_records_selection_and_resume(smoke, monkeypatch):
     assert sel["step"] == 250 and sel["avg"] == pytest.approx(avg[250])
     assert sel["std_final5"] == pytest.approx(float(avg.std(ddof=1)))
     assert sel["checkpoint"] == str(run_dir / "hf" / "step_250")
+    _check_lm_eval_results(run_dir, records, [0, 250])
 
     # Resume: finished checkpoints are never re-evaluated; only a new export is.
     calls = []
@@ -212,8 +213,28 @@ def test_evaluate_run_records_selection_and_resume(smoke, monkeypatch):
     pd.testing.assert_frame_equal(again[again["step"] == 0].reset_index(drop=True),
                                   records[records["step"] == 0].reset_index(drop=True))
 
+    _check_lm_eval_results(run_dir, again, [0, 250, 300])  # the cached steps' lm-eval results are kept too
+
     merged = collect_records([run_dir, run_dir], smoke["root"] / "results" / "records.csv")
     assert len(pd.read_csv(merged)) == 2 * len(again)
+
+
+def _check_lm_eval_results(run_dir: Path, records: pd.DataFrame, steps: list[int]) -> None:
+    """eval/lm_eval_results.json holds lm-eval's own results file content for every checkpoint: the
+    task configs (with their data files), versions, shots, sample counts, and the scores in records.csv."""
+    kept = json.loads((run_dir / "eval" / "lm_eval_results.json").read_text())
+    assert kept["run"] == run_dir.name and [c["step"] for c in kept["checkpoints"]] == steps
+    for entry in kept["checkpoints"]:
+        assert entry["checkpoint"] == str(run_dir / "hf" / f"step_{entry['step']}")
+        (res,) = entry["lm_eval"]  # one simple_evaluate call: both tasks zero-shot
+        assert set(res["configs"]) == {"offline_mc", "offline_cloze"}
+        assert res["configs"]["offline_mc"]["dataset_kwargs"]["data_files"]["test"].endswith("offline_mc.jsonl")
+        assert res["versions"] == {"offline_mc": 1.0, "offline_cloze": 1.0} and res["n-shot"]["offline_mc"] == 0
+        assert res["config"]["limit"] == 60 or res["config"]["samples"] is not None
+        rows = records[records["step"] == entry["step"]].set_index(["task", "metric"])["value"]
+        for task in ("offline_mc", "offline_cloze"):
+            assert res["n-samples"][task]["effective"] == rows[(task, "examples")]
+            assert res["results"][task]["acc,none"] == pytest.approx(rows[(task, "acc")])
 
 
 def test_cache_is_redone_for_new_weights_or_settings(smoke, monkeypatch):
@@ -226,9 +247,10 @@ def test_cache_is_redone_for_new_weights_or_settings(smoke, monkeypatch):
 
     def fake_evaluate(ckpt, *_):  # the numbers do not matter here, only which exports get scored
         calls.append(ckpt.name)
-        return [{"task": "val_ppl", "metric": "ppl", "value": float(len(calls)), "stderr": math.nan},
-                {"task": "offline_mc", "metric": "acc_norm", "value": 0.5, "stderr": 0.01},
-                {"task": "offline_cloze", "metric": "acc", "value": 0.1, "stderr": 0.01}]
+        return ([{"task": "val_ppl", "metric": "ppl", "value": float(len(calls)), "stderr": math.nan},
+                 {"task": "offline_mc", "metric": "acc_norm", "value": 0.5, "stderr": 0.01},
+                 {"task": "offline_cloze", "metric": "acc", "value": 0.1, "stderr": 0.01}],
+                [{"results": {"call": len(calls)}}])
 
     def ppl_of_step_10() -> float:
         records = pd.read_csv(run_dir / "eval" / "records.csv")
@@ -237,6 +259,10 @@ def test_cache_is_redone_for_new_weights_or_settings(smoke, monkeypatch):
     monkeypatch.setattr(run_mod, "evaluate_checkpoint", fake_evaluate)
     evaluate_run(cfg)
     assert calls == ["step_10", "step_20"] and ppl_of_step_10() == 1.0
+    (run_dir / "eval" / "step_20.lm_eval.json").unlink()  # lm-eval's results lost: the step is redone
+    evaluate_run(cfg)
+    assert calls == ["step_10", "step_20", "step_20"]
+    calls.pop()
     evaluate_run({**cfg, "eval": {**cfg["eval"], "batch_size": 7}})  # speed only: cached
     assert calls == ["step_10", "step_20"]
 
@@ -291,3 +317,71 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(smoke, breakage, match):
         evaluate_run(cfg)
     assert "\n" not in str(err.value)
     assert not (Path(cfg["run_dir"]) / "eval").exists()
+
+
+def test_stock_lm_eval_cli_scores_an_export(smoke, tmp_path):
+    """`pathmoe eval lm-eval -- <lm-eval args>` is lm-eval's own CLI (`--model hf --model_args
+    pretrained=<export>`) in a fresh process: it loads the export through transformers' Auto
+    classes and gives the scores of our harness on the same local tasks."""
+    import os
+    import subprocess
+    import sys
+
+    from pathmoe.eval.checkpoint import load_checkpoint
+
+    tasks, limit = ["offline_mc", "offline_cloze"], 40
+    args = ["--model", "hf", "--model_args", f"pretrained={smoke['trained']},dtype=float32",
+            "--tasks", ",".join(tasks), "--include_path", str(smoke["tasks"]), "--limit", str(limit),
+            "--batch_size", "16", "--device", "cpu", "--output_path", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pathmoe", "eval", "lm-eval", "--", *args], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results_file,) = (tmp_path / "out").rglob("results_*.json")
+    stock = json.loads(results_file.read_text())
+    assert stock["config"]["model"] == "hf" and str(smoke["trained"]) in json.dumps(stock["config"]["model_args"])
+
+    model, tok = load_checkpoint(smoke["trained"], "cpu")
+    ours = {(r["task"], r["metric"]): r["value"]
+            for r in run_tasks(model, tok, tasks, batch_size=16, limit=limit, include_path=smoke["tasks"])}
+    for task in tasks:
+        assert ours[(task, "skipped_examples")] == 0  # same documents (contexts cut from the left alike)
+        assert stock["n-samples"][task]["effective"] == limit == ours[(task, "examples")]
+        for metric in ("acc", "acc_norm") if task == "offline_mc" else ("acc",):
+            assert stock["results"][task][f"{metric},none"] == pytest.approx(ours[(task, metric)], abs=1e-9)
+    # a continuous score, which two different models or documents would not share by chance
+    cloze_ppl = stock["results"]["offline_cloze"]["perplexity,none"]
+    assert cloze_ppl == pytest.approx(ours[("offline_cloze", "perplexity")], rel=1e-6) and cloze_ppl > 1.0
+
+
+def test_stock_lm_eval_cli_needs_arguments(capsys):
+    from pathmoe.cli import main
+
+    assert main(["eval", "lm-eval"]) == 2
+    assert "no lm-eval arguments" in capsys.readouterr().err
+
+
+def test_eval_job_log_is_quiet(smoke):
+    """An eval job's log (stderr to a file, as a Snakemake job writes it): no progress-bar lines
+    from transformers, datasets or lm-eval, and no warning repeated for every checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _make_run(smoke, "quiet", {10: "trained", 20: "trained"})
+    log = Path(cfg["run_dir"]) / "eval.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS",
+                                                             "HF_DATASETS_DISABLE_PROGRESS_BARS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "pathmoe", "eval", "run", "--run-config",
+                               str(Path(cfg["run_dir"]) / "run_config.json")], stdout=fh, stderr=subprocess.STDOUT,
+                              env=env, timeout=600)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "it/s]" not in text and "\r" not in text  # no progress bars
+    for noise in ("Loading weights", "Running loglikelihood requests", "Generating test split",
+                  "to instantiate a model of type", "model kwarg is not of type"):
+        assert noise not in text, noise
+    assert str(Path(cfg["run_dir"]) / "eval" / "records.csv") in text  # what the command prints is kept

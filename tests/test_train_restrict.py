@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 from train_fixtures import TINY_MODEL, run_config, tiny_data  # noqa: F401  (tiny_data is a fixture)
@@ -59,3 +60,26 @@ def test_every_rank_restricts_to_rank0_paths(tiny_data, tmp_path):  # noqa: F811
     rank0 = [[i % 4] * 8 for i in range(3)]
     assert got[0] == rank0 and got[1] == rank0
     assert read_json(run / "restricted_paths.json")["paths"] == rank0  # written once, by rank 0
+
+
+def test_a_replaced_init_checkpoint_changes_what_the_run_trains_from(tmp_path):
+    """The identity a run resumes under (data_hash) covers the bytes of its init_from checkpoint:
+    a replaced export restarts the run like changed data does; without init_from it is the data's."""
+    from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
+    from pathmoe.train.restrict import init_identity
+
+    cfg = PathMoEConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, n_experts=4, top_k=2,
+                        expert_hidden=16, max_seq_len=32)
+    torch.manual_seed(0)
+    PathMoEForCausalLM(cfg).save_pretrained(tmp_path / "export")
+    init = {"checkpoint": str(tmp_path / "export"), "step": 0}
+    assert init_identity("data-id", None) == "data-id"
+    first = init_identity("data-id", init)
+    assert first != "data-id" and init_identity("data-id", init) == first
+    assert init_identity("other-data", init) != first
+    torch.manual_seed(1)
+    PathMoEForCausalLM(cfg).save_pretrained(tmp_path / "export")  # same config, other weights
+    assert init_identity("data-id", init) != first
+    (tmp_path / "export" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="has no model.safetensors"):
+        init_identity("data-id", init)

@@ -138,6 +138,10 @@ def take_local_rank(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = take_local_rank(sys.argv[1:] if argv is None else argv)
+    from pathmoe.quiet import quiet_progress_bars, to_terminal
+
+    if not to_terminal():  # a job's log file: no progress-bar lines from the libraries
+        quiet_progress_bars()
     known = argv and (argv[0] in STAGES or argv[0] in EXPERIMENT_COMMANDS)
     parser = build_parser(argv[0] if known else None)
     args = parser.parse_args(argv)

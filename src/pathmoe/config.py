@@ -24,7 +24,9 @@ import yaml
 from pathmoe.model_rules import MODEL_DEFAULTS, check_model_config
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# The named configs ship as package data: src/pathmoe/configs links to the repository's configs/,
+# so an editable checkout reads (and lists) the live files and a wheel install its own copies.
+REPO_CONFIGS = Path(__file__).with_name("configs")
 REPORT_OWNER_FILE = "experiment.json"
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -124,10 +126,14 @@ class RunSpec:
         """The resolved run spec of docs/ARCHITECTURE.md, as `run_config.json` holds it."""
         init = None
         if self.init_from is not None:
-            src = self.init_source or f"{self.init_from['run']}_s{self.seed}"
+            if "checkpoint" in self.init_from:  # an HF export directory, as the config gives it
+                checkpoint = self.init_from["checkpoint"]
+            else:
+                src = self.init_source or f"{self.init_from['run']}_s{self.seed}"
+                checkpoint = str(output_dir / "runs" / src / "hf" / f"step_{self.init_from['step']}")
             init = {
-                "checkpoint": str(output_dir / "runs" / src / "hf" / f"step_{self.init_from['step']}"),
-                "step": self.init_from["step"],  # the source's step: the data stream continues from it
+                "checkpoint": checkpoint,
+                "step": self.init_from.get("step", 0),  # the source's step: the data stream continues from it
                 "restrict_top_paths": self.init_from.get("restrict_top_paths"),
                 "path_tokens": self.init_from.get("path_tokens", 20_000),
             }
@@ -194,6 +200,10 @@ class Experiment:
     def source_run(self, run: str) -> str | None:
         """The (trained) run whose export `run` continues from (path-restricted runs), if any."""
         return self.runs[run].init_source
+
+    def init_checkpoint(self, run: str) -> str | None:
+        """The HF export directory `run` starts from when its init_from names a `checkpoint`."""
+        return (self.runs[run].init_from or {}).get("checkpoint")
 
 
 def _fail(msg: str) -> NoReturn:
@@ -541,18 +551,64 @@ def _check_task_dirs(base: str, task_dirs: list[str]) -> None:
         _fail(f"runs.{base}: {exc}")
 
 
+# Model keys that do not shape or define the weights: a run may start from a checkpoint that differs
+# in them (its own losses, dispatch and parallelism; initialisation is replaced by the checkpoint).
+NON_WEIGHT_MODEL_KEYS = ("lbl_coef", "lbl_reduction", "z_loss_coef", "dispatch", "capacity_factor",
+                         "expert_parallel_size", "initializer_range")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _check_init_checkpoint(spec: RunSpec) -> None:
+    """init_from.checkpoint: a PathMoE HF export directory whose weights fit the run's model."""
+    where = f"runs.{spec.base}.init_from.checkpoint"
+    ckpt = Path(spec.init_from["checkpoint"])
+    if not ckpt.is_dir():
+        hint = (" (hub ids are not downloaded: fetch the checkpoint at a pinned revision and give its directory)"
+                if HUB_ID.match(str(ckpt)) else "")
+        _fail(f"{where}={str(ckpt)!r} is not a directory; expected an HF export directory "
+              f"(config.json + model.safetensors){hint}")
+    for name in ("config.json", "model.safetensors"):
+        if not (ckpt / name).is_file():
+            _fail(f"{where}={str(ckpt)!r} has no {name}; expected an HF export directory (config.json + model.safetensors)")
+    try:
+        conf = json.loads((ckpt / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"{where}={str(ckpt)!r}: config.json is not valid JSON ({exc})")
+    if not isinstance(conf, dict) or conf.get("model_type") != "pathmoe":
+        found = conf.get("model_type") if isinstance(conf, dict) else None
+        _fail(f"{where}={str(ckpt)!r} is a {found!r} checkpoint; allowed: a PathMoE export (model_type 'pathmoe')")
+    for key, default in MODEL_DEFAULTS.items():
+        ours = spec.model.get(key, default)
+        if key in NON_WEIGHT_MODEL_KEYS or (key == "vocab_size" and ours is None):
+            continue
+        theirs = conf.get(key, default)
+        if ours != theirs:
+            _fail(f"runs.{spec.base}: model.{key}={ours!r} but the init_from checkpoint {str(ckpt)!r} has "
+                  f"{key}={theirs!r}; the run's model must match the checkpoint's weights")
+
+
 def _resolve_init_from(cfg: dict, runs: dict[str, RunSpec]) -> None:
-    """Check path-restricted continuations and make their source runs export the needed step."""
+    """Check continuations and runs starting from a checkpoint; make source runs export the needed step."""
     for run_id, spec in list(runs.items()):
         if spec.init_from is None:
             continue
+        given = [key for key in ("run", "checkpoint") if key in spec.init_from]
+        if len(given) != 1:
+            _fail(f"runs.{spec.base}.init_from: give exactly one of run (a run of this config, with step) or "
+                  f"checkpoint (an HF export directory); got {given or 'neither'}")
+        if given == ["checkpoint"]:
+            _check_init_checkpoint(spec)
+            continue
+        if spec.init_from.get("step", 0) < 1:
+            _fail(f"runs.{spec.base}.init_from.step={spec.init_from.get('step')!r}: a continuation of a run "
+                  "needs the source run's step (an integer >= 1)")
         src_base = spec.init_from["run"]
         if src_base not in cfg["runs"]:
             _fail(f"runs.{spec.base}.init_from.run={src_base!r} is not a defined run; allowed: {', '.join(cfg['runs'])}")
         src = runs.get(f"{src_base}_s{spec.seed}")
         if src is None:
             _fail(f"runs.{spec.base}.init_from.run={src_base!r} has no seed {spec.seed}")
-        if src.init_from is not None:
+        if src.init_from is not None and "run" in src.init_from:
             _fail(f"runs.{spec.base}.init_from.run={src_base!r} is itself a continuation; chains are not supported")
         step = spec.init_from["step"]
         if step > src.train["steps"]:
@@ -585,7 +641,7 @@ def _share_identical_trainings(runs: dict[str, RunSpec], output_dir: Path) -> No
     for continuations in (False, True):
         for run_id in list(runs):
             spec = runs[run_id]
-            if (spec.init_from is not None) != continuations:
+            if (spec.init_from is not None and "run" in spec.init_from) != continuations:
                 continue
             if continuations:
                 source = f"{spec.init_from['run']}_s{spec.seed}"
@@ -600,7 +656,11 @@ def _share_identical_trainings(runs: dict[str, RunSpec], output_dir: Path) -> No
 
 
 def find_config(name: str | None) -> Path:
-    """Resolve a config name ("default", "paper-0.9b") or path to a file."""
+    """Resolve a config name ("default", "paper-0.9b") or path to a file.
+
+    A name is looked up among the configs installed with the package (in a checkout: configs/);
+    the returned path is resolved, so files written beside a named config land in configs/.
+    """
     if name is None:
         name = "default"
     path = Path(name)
@@ -608,5 +668,6 @@ def find_config(name: str | None) -> Path:
         return path
     candidate = REPO_CONFIGS / f"{name}.yaml"
     if candidate.is_file():
-        return candidate
-    _fail(f"config {name!r} not found (neither a file nor configs/{name}.yaml)")
+        return candidate.resolve()
+    known = sorted(p.stem for p in REPO_CONFIGS.glob("*.yaml") if p.stem not in ("schema", "paper_reference"))
+    _fail(f"config {name!r} not found: neither a file nor a named config; named configs: {', '.join(known)}")

@@ -196,8 +196,17 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
     if not (p / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {p}; build it with `pathmoe data tokenizer`")
     _check_tokenizer_file(p / "tokenizer.json")
+    kwargs = {}
+    tok_cfg = p / "tokenizer_config.json"
+    if tok_cfg.is_file() and "tokenizer_class" in read_json(tok_cfg):
+        # The folder names its tokenizer class, so transformers needs no model config. Without one it
+        # reads a config.json beside the tokenizer (an export's, model_type pathmoe, unknown to a
+        # process that has not imported pathmoe.model) and warns on every load.
+        from transformers import PretrainedConfig
+
+        kwargs["config"] = PretrainedConfig()
     try:
-        return AutoTokenizer.from_pretrained(str(p))
+        return AutoTokenizer.from_pretrained(str(p), **kwargs)
     except Exception as exc:  # transformers raises many types for unloadable folders
         raise ValueError(f"tokenizer folder {str(p)!r} could not be loaded ({_first_line(exc)})") from None
 

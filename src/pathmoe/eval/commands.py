@@ -1,4 +1,4 @@
-"""`pathmoe eval ...`: run | tasks | collect | ppl (thin wrappers over the library functions)."""
+"""`pathmoe eval ...`: run | tasks | collect | ppl | lm-eval (thin wrappers over the library functions)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _cmd_ppl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lm_eval(args: argparse.Namespace) -> int:
+    from pathmoe.eval.stock import run_lm_eval_cli
+
+    return run_lm_eval_cli(args.lm_eval_args)
+
+
 def register(subparsers) -> None:
     """Add `pathmoe eval` and its sub-commands to the top-level parser."""
     ev = subparsers.add_parser("eval", help="evaluate checkpoints (lm-eval tasks, perplexity, selection)")
@@ -76,3 +82,13 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=_cmd_ppl)
+
+    p = sub.add_parser("lm-eval", help="stock lm-eval's CLI with the PathMoE model class registered: "
+                                       "pathmoe eval lm-eval -- --model hf --model_args pretrained=<export> ...",
+                       description="Runs lm-eval's own command line (`lm-eval ...`) in a process where the "
+                                   "PathMoE classes are registered with transformers' Auto classes, so "
+                                   "`--model hf --model_args pretrained=<run>/hf/step_<N>` loads an export. "
+                                   "Everything after `--` goes to lm-eval unchanged.")
+    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER, metavar="-- LM_EVAL_ARGS",
+                   help="lm-eval's arguments, e.g. -- --model hf --model_args pretrained=DIR --tasks arc_easy")
+    p.set_defaults(func=_cmd_lm_eval)

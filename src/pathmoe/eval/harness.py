@@ -94,9 +94,20 @@ def _parse_results(results: dict[str, dict[str, Any]], tasks: list[str]) -> list
 
 def _checked_hflm(hflm_class: Any) -> Any:
     """HFLM whose over-long answers fail with a one-line error naming the request, not a bare assert
-    (the probe skips them beforehand; this is the guard should one slip through)."""
+    (the probe skips them beforehand; this is the guard should one slip through), and whose
+    request progress bars show only on a terminal (lm-eval enables them explicitly)."""
+    from pathmoe.quiet import to_terminal
 
     class CheckedHFLM(hflm_class):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
+        def generate_until(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN202
+            return super().generate_until(requests, disable_tqdm=disable_tqdm or not to_terminal())
+
         def _loglikelihood_tokens(self, requests, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             for (context, continuation), _, cont_enc in requests:
                 if len(cont_enc) > self.max_length:
@@ -139,7 +150,30 @@ def _probe(lm: Any, group: list[str], shots: int | None, limit: int | float | No
 def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int] | None = None,
               batch_size: int = 16, limit: int | float | None = None,
               include_path: str | Path | list[str | Path] | None = None, max_length: int | None = None) -> list[dict]:
-    """Evaluate `model` on `tasks` with lm-eval; returns `{"task", "metric", "value", "stderr"}` rows.
+    """Evaluate `model` on `tasks` with lm-eval; returns `{"task", "metric", "value", "stderr"}` rows
+    (`evaluate_tasks` without lm-eval's own results)."""
+    return evaluate_tasks(model, tokenizer, tasks, num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
+                          include_path=include_path, max_length=max_length)[0]
+
+
+def results_json(out: dict[str, Any]) -> dict[str, Any]:
+    """lm-eval's results of one `simple_evaluate` call as plain JSON, the content of the results file
+    its CLI writes (results, groups, configs, versions, n-shot, n-samples, higher_is_better, config,
+    versions of the software); per-document samples are not kept."""
+    import json
+
+    from lm_eval.utils import handle_non_serializable
+
+    kept = {key: value for key, value in out.items() if key != "samples"}
+    return json.loads(json.dumps(kept, default=handle_non_serializable))
+
+
+def evaluate_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int] | None = None,
+                   batch_size: int = 16, limit: int | float | None = None,
+                   include_path: str | Path | list[str | Path] | None = None,
+                   max_length: int | None = None) -> tuple[list[dict], list[dict]]:
+    """Evaluate `model` on `tasks` with lm-eval: (`{"task", "metric", "value", "stderr"}` rows,
+    lm-eval's results JSON of every `simple_evaluate` call, one per few-shot group).
 
     `include_path`: folders of task YAMLs besides lm-eval's own (the offline tasks' folder,
     eval.task_dirs). Tasks are grouped by their few-shot count (simple_evaluate takes one
@@ -157,8 +191,14 @@ def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int]
     num_fewshot = num_fewshot or {}
     if max_length is None:
         max_length = getattr(model.config, "max_seq_len", None)
-    lm = _checked_hflm(HFLM)(pretrained=model, backend="causal", tokenizer=tokenizer, batch_size=batch_size,
-                             max_length=max_length)
+    hf_logger = logging.getLogger("lm_eval.models.huggingface")
+    level = hf_logger.level
+    hf_logger.setLevel(logging.ERROR)  # its warnings about being handed a model instance: what we mean to do
+    try:
+        lm = _checked_hflm(HFLM)(pretrained=model, backend="causal", tokenizer=tokenizer, batch_size=batch_size,
+                                 max_length=max_length)
+    finally:
+        hf_logger.setLevel(level)
     folders = [include_path] if isinstance(include_path, (str, Path)) else list(include_path or [])
     if any(t in OFFLINE_TASKS for t in tasks) and not folders:
         raise ValueError(f"tasks {tasks} include offline tasks: pass include_path=build_offline_tasks(...)")
@@ -168,6 +208,7 @@ def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int]
     for task in tasks:
         groups.setdefault(num_fewshot.get(task), []).append(task)
     rows: list[dict] = []
+    outputs: list[dict] = []
     for shots, group in groups.items():
         fits, group_subtasks = _probe(lm, group, shots, limit, tm, folders)
         check_not_all_skipped(fits, lm.max_length)
@@ -178,4 +219,5 @@ def run_tasks(model, tokenizer, tasks: list[str], *, num_fewshot: dict[str, int]
                                       samples=samples, task_manager=tm, log_samples=False, bootstrap_iters=1000)
         rows.extend(_parse_results(out["results"], group))
         rows.extend(count_rows(group, fits, group_subtasks))
-    return rows
+        outputs.append(results_json(out))
+    return rows, outputs

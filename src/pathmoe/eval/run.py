@@ -1,8 +1,9 @@
-"""`evaluate_run`: every export of a run -> eval/step_<N>.csv -> eval/records.csv + selected.json.
+"""`evaluate_run`: every export of a run -> eval/step_<N>.csv -> eval/records.csv + selected.json,
+and lm-eval's own results (task configs, versions, sample counts) -> eval/lm_eval_results.json.
 
-Resumable per checkpoint: each checkpoint's rows are cached atomically as eval/step_<N>.csv and
-skipped next time (a crash loses at most the checkpoint in flight). A cache holds the key of what
-produced it (the export's files, the score-changing eval settings, the val data and offline task
+Resumable per checkpoint: each checkpoint's rows are cached atomically as eval/step_<N>.csv (after
+its lm-eval results, eval/step_<N>.lm_eval.json) and skipped next time (a crash loses at most the
+checkpoint in flight). A cache holds the key of what produced it (the export's files, the score-changing eval settings, the val data and offline task
 files) and is reused only under the same key: a retrained export or an edited eval setting is
 evaluated again instead of reporting the old model's numbers. All inputs are validated before
 anything is written, so bad input leaves no partial output.
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from pathmoe.audit.hashing import config_hash, hash_path
 from pathmoe.config import EVAL_DEFAULTS  # one set of eval defaults, shared with the config loader
 from pathmoe.eval.checkpoint import check_export, eval_dtype, list_exports, load_checkpoint, resolve_device
-from pathmoe.eval.harness import check_tasks, run_tasks
+from pathmoe.eval.harness import check_tasks, evaluate_tasks
 from pathmoe.eval.metrics import OFFLINE_TASKS, RECORD_COLUMNS, VAL_PPL
 from pathmoe.eval.offline import build_counts, build_offline_tasks
 from pathmoe.eval.perplexity import validation_perplexity
@@ -31,6 +32,7 @@ from pathmoe.io import atomic_write_json, read_json
 # the device's effect on the weights' dtype enters the cache key as `dtype`).
 SCORE_KEYS = ("all_tasks", "num_fewshot", "limit", "ppl_tokens", "offline_examples", "offline_seed", "task_dirs")
 CACHE_KEY = "cache_key"  # extra column of eval/step_<N>.csv; records.csv keeps RECORD_COLUMNS only
+LM_EVAL_RESULTS = "lm_eval_results.json"  # eval/<this>: lm-eval's results of every checkpoint of the run
 
 
 def load_run_config(run_config: dict | str | Path) -> dict:
@@ -86,8 +88,9 @@ def _with_build_counts(rows: list[dict], offline_dir: Path | None) -> list[dict]
     return out
 
 
-def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | None) -> list[dict]:
-    """Validation perplexity + every task of the run for one export."""
+def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | None) -> tuple[list[dict], list[dict]]:
+    """Validation perplexity + every task of the run for one export: (rows, lm-eval's results JSON
+    of each of its `simple_evaluate` calls)."""
     data_dir = Path(cfg["data_dir"])
     bf16 = cfg["train"].get("precision") == "bf16"
     model, tokenizer = load_checkpoint(ckpt, ev["device"], bf16=bf16, tokenizer_dir=data_dir / "tokenizer")
@@ -95,10 +98,9 @@ def evaluate_checkpoint(ckpt: Path, cfg: dict, ev: dict, offline_dir: Path | Non
                                 batch_size=ev["batch_size"])
     rows = [{"task": VAL_PPL, "metric": "ppl", "value": ppl, "stderr": float("nan")}]
     folders = ([offline_dir] if offline_dir is not None else []) + list(ev["task_dirs"])
-    rows += _with_build_counts(run_tasks(model, tokenizer, ev["all_tasks"], num_fewshot=ev["num_fewshot"],
-                                         batch_size=ev["batch_size"], limit=ev["limit"], include_path=folders),
-                               offline_dir)
-    return rows
+    task_rows, lm_eval_results = evaluate_tasks(model, tokenizer, ev["all_tasks"], num_fewshot=ev["num_fewshot"],
+                                                batch_size=ev["batch_size"], limit=ev["limit"], include_path=folders)
+    return rows + _with_build_counts(task_rows, offline_dir), lm_eval_results
 
 
 def settings_key(cfg: dict, ev: dict) -> dict:
@@ -131,18 +133,24 @@ def export_key(ckpt: Path) -> list[list]:
     return [[name, st.st_size, st.st_mtime_ns] for name, st in stats]
 
 
-def _cached(path: Path, key: str) -> pd.DataFrame | None:
-    """A step's cached rows, if they were produced under `key` (else re-evaluate)."""
-    if not path.is_file():
+def _cached(path: Path, key: str) -> tuple[pd.DataFrame, dict] | None:
+    """A step's cached rows and lm-eval results, if both were produced under `key` (else re-evaluate)."""
+    results = path.with_suffix(".lm_eval.json")
+    if not (path.is_file() and results.is_file()):
         return None
     frame = pd.read_csv(path, dtype={CACHE_KEY: str})
     if CACHE_KEY not in frame.columns or not (frame[CACHE_KEY] == key).all():
         return None
-    return frame[list(RECORD_COLUMNS)]
+    kept = read_json(results)
+    if kept.get(CACHE_KEY) != key:
+        return None
+    return frame[list(RECORD_COLUMNS)], kept
 
 
 def evaluate_run(run_config: dict | str | Path) -> Path:
-    """Evaluate every `<train_dir>/hf/step_*/` export; write `<run_dir>/eval/records.csv` and selected.json.
+    """Evaluate every `<train_dir>/hf/step_*/` export; write `<run_dir>/eval/records.csv`, selected.json
+    and lm_eval_results.json (`{"run", "checkpoints": [{"step", "checkpoint", "lm_eval": [...]}]}`, one
+    lm-eval results JSON per `simple_evaluate` call of each checkpoint).
 
     `train_dir` (default: `run_dir`) is where the run's training wrote its checkpoints: another run's
     directory when two runs share one training (pathmoe.config).
@@ -167,18 +175,25 @@ def evaluate_run(run_config: dict | str | Path) -> Path:
         offline_dir = build_offline_tasks(cfg["data_dir"], eval_dir / "offline_tasks", seed=ev["offline_seed"],
                                           n_examples=ev["offline_examples"], max_length=model_context(cfg))
         settings["offline_tasks"] = hash_path(offline_dir)["sha256"]  # task data + YAMLs, by content
-    frames = []
-    for step, ckpt in tqdm(exports, desc=f"eval {cfg['run']}"):
+    frames, lm_eval_results = [], []
+    for step, ckpt in tqdm(exports, desc=f"eval {cfg['run']}", disable=None):
         cache = eval_dir / f"step_{step}.csv"
         key = config_hash({"settings": settings, "export": export_key(ckpt)})
-        frame = _cached(cache, key)
-        if frame is None:
-            frame = to_frame(evaluate_checkpoint(ckpt, cfg, ev, offline_dir), cfg, step)
+        cached = _cached(cache, key)
+        if cached is None:
+            rows, results = evaluate_checkpoint(ckpt, cfg, ev, offline_dir)
+            frame = to_frame(rows, cfg, step)
+            kept = {CACHE_KEY: key, "step": step, "checkpoint": str(ckpt), "lm_eval": results}
+            atomic_write_json(cache.with_suffix(".lm_eval.json"), kept)  # before the csv, which marks the step done
             write_csv(frame.assign(**{CACHE_KEY: key}), cache)
+        else:
+            frame, kept = cached
         frames.append(frame)
+        lm_eval_results.append({k: kept[k] for k in ("step", "checkpoint", "lm_eval")})
     if train_rows is not None:
         frames.append(to_frame(train_rows[1], cfg, train_rows[0]))
     records = pd.concat(frames, ignore_index=True)[list(RECORD_COLUMNS)]
+    atomic_write_json(eval_dir / LM_EVAL_RESULTS, {"run": cfg["run"], "checkpoints": lm_eval_results})
     out = write_csv(records, eval_dir / "records.csv")
     atomic_write_json(eval_dir / "selected.json", select_checkpoint(records[records["task"].isin(ev["tasks"])], train_dir))
     return out

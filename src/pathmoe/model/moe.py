@@ -1,8 +1,8 @@
 """Experts and the dropless dispatch: every token-slot is computed, none is dropped.
 
 Token-slots are sorted by expert so each expert sees one contiguous slice; the experts then run as
-grouped matrix products (`torch._grouped_mm` on CUDA with bf16: one kernel for all experts, no
-host-device sync) or otherwise as one matmul per contiguous slice inside a memory-lean autograd
+grouped matrix products (on CUDA with bf16: one kernel for all experts, no host-device sync;
+the public `torch.nn.functional.grouped_mm` where this torch has it, else `torch._grouped_mm`) or otherwise as one matmul per contiguous slice inside a memory-lean autograd
 function. Two slow references (per token and per expert) exist for tests and the benchmark.
 """
 
@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_HAS_GROUPED_MM = hasattr(torch, "_grouped_mm")
+# the public grouped GEMM (torch >= 2.10), else the private op older torch ships; None without either.
+# CPU keeps the sliced loop below: on the paper-size layer it is faster and leaner than grouped_mm there.
+_GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
 
 
 class Experts(nn.Module):
@@ -58,7 +60,7 @@ def _grouped_aligned(experts: "Experts") -> bool:
 
 def _grouped_ok(x: torch.Tensor, experts: "Experts") -> bool:
     """Grouped GEMM where it is the fast path: CUDA with bf16 activations and aligned expert sizes."""
-    return _HAS_GROUPED_MM and x.is_cuda and x.dtype == torch.bfloat16 and _grouped_aligned(experts)
+    return _GROUPED_MM is not None and x.is_cuda and x.dtype == torch.bfloat16 and _grouped_aligned(experts)
 
 
 def _act_backward(grad: torch.Tensor, h: torch.Tensor, experts: "Experts") -> torch.Tensor:
@@ -123,8 +125,8 @@ def dropless_moe(x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tenso
     if _grouped_ok(x, experts):
         offs = counts.cumsum(0).to(torch.int32)  # stays on device: no host-device sync
         xs = x.index_select(0, token)  # [N*k, d]
-        h = torch._grouped_mm(xs, experts.w_up.to(x.dtype), offs=offs)
-        ys = torch._grouped_mm(experts.act(h) * ws[:, None].to(x.dtype), experts.w_down.to(x.dtype), offs=offs)
+        h = _GROUPED_MM(xs, experts.w_up.to(x.dtype), offs=offs)
+        ys = _GROUPED_MM(experts.act(h) * ws[:, None].to(x.dtype), experts.w_down.to(x.dtype), offs=offs)
         out = torch.zeros(n_tokens, x.shape[-1], device=x.device, dtype=torch.float32)
         return out.index_add_(0, token, ys.float()).to(x.dtype)
     return _sliced_experts(x, ws, token, counts, experts)

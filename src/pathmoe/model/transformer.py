@@ -4,6 +4,11 @@ The forward loop owns routing: a single `RouterStack` computes each layer's logi
 recurrent state), `choose` turns them into top-k decisions (honouring a `RoutingHook`), mono layers
 reuse their block's decision, and the auxiliary losses come from deciding layers only (the
 load-balancing loss reduced over them by `lbl_reduction`).
+
+Generation runs through transformers' `GenerationMixin` with its cache classes (a `DynamicCache` by
+default): the forward takes the cache (`cache`, or `past_key_values` as older transformers call it),
+attends over the cached K/V and returns it, so each decoding step computes only the new tokens.
+Routing is per token, so cached and uncached decoding choose the same experts.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import Cache, DynamicCache, GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -36,6 +41,7 @@ class PathMoEOutput(ModelOutput):
     lm_loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
     routing: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    cache: Cache | None = None  # the KV cache after this forward (None without use_cache or a given cache)
 
 
 class PathMoEGenerationConfig(GenerationConfig):
@@ -59,7 +65,7 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
     def __init__(self, config: PathMoEConfig) -> None:
         super().__init__(config)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, l) for l in range(config.n_layers))
         self.router_stack = RouterStack(config)
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -100,10 +106,6 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         elif isinstance(module, LinearRouter):  # incl. the frozen random routers
             init.normal_(module.weight, mean=0.0, std=std)
 
-    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> dict:
-        """No KV cache: every generation step re-runs the full prefix."""
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute attention and expert activations in backward (trades compute for memory)."""
         self.activation_checkpointing = enabled
@@ -135,13 +137,23 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
                 "active": dense + cfg.n_layers * cfg.top_k * per_expert}
 
     # ---- forward ---------------------------------------------------------------------------
-    def _mask(self, attention_mask: torch.Tensor | None, t: int) -> torch.Tensor | None:
-        """None (pure causal, fastest SDPA path) unless some key is padding; then [B, 1, T, T] bool."""
-        if attention_mask is None or bool(attention_mask.all()):
+    def _mask(self, attention_mask: torch.Tensor | None, t: int, past: int = 0) -> torch.Tensor | None:
+        """Bool [B, 1, T, past+T] mask of which keys each of the T new tokens sees (`past` tokens cached).
+
+        None (the fastest SDPA path: causal, or every key for one new token) unless some key is
+        padding or a multi-token chunk follows a cache.
+        """
+        no_pad = attention_mask is None or bool(attention_mask.all())
+        if no_pad and (past == 0 or t == 1):
             return None
-        causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
-        mask = causal & attention_mask[:, None, None, :].bool()
-        return mask | torch.eye(t, dtype=torch.bool, device=mask.device)  # pad rows attend to themselves: no NaN
+        s = past + t
+        device = attention_mask.device if attention_mask is not None else self.embed.weight.device
+        query_pos = torch.arange(past, s, device=device)[:, None]  # [T, 1]
+        key_pos = torch.arange(s, device=device)[None, :]  # [1, S]
+        mask = (key_pos <= query_pos)[None, None]  # [1, 1, T, S]
+        if not no_pad:
+            mask = mask & attention_mask[:, None, None, -s:].bool()
+        return mask | (key_pos == query_pos)  # pad rows attend to themselves: no NaN
 
     def _ckpt(self, fn, *args):
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
@@ -155,20 +167,29 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         output_routing: bool = False,
         routing_hook: RoutingHook | None = None,
         attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool = False,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> PathMoEOutput:
+        """input_ids [B, T]; attention_mask [B, past+T] (1 = real token); `cache` holds K/V of the
+        `past` earlier tokens and gets these T appended; use_cache=True without one starts a DynamicCache."""
         cfg = self.config
         b, t = input_ids.shape
+        cache = cache if cache is not None else past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache(config=cfg)
+        past = cache.get_seq_length() if cache is not None else 0
         x = self.embed(input_ids)  # [B, T, d]
-        cos, sin = rope_tables(t, cfg.head_dim, cfg.rope_theta, x.device)
-        mask = self._mask(attention_mask, t)
+        cos, sin = rope_tables(t, cfg.head_dim, cfg.rope_theta, x.device, start=past)
+        mask = self._mask(attention_mask, t, past)
         if routing_hook is not None:
             routing_hook.begin(b * t)
         aux = x.new_zeros((), dtype=torch.float32)
         balance = []  # per deciding layer: (f [E], P [E]) for the load-balancing loss
         state, decision, routing = None, None, []
         for l, layer in enumerate(self.layers):
-            x = self._ckpt(self._attention_block, layer, x, cos, sin, mask)
+            x = self._ckpt(self._attention_block, layer, x, cos, sin, mask, cache)
             h = layer.ffn_norm(x).reshape(b * t, -1)  # [N, d]
             if self.router_stack.decides(l):
                 logits, state = self.router_stack.logits(l, h, state)  # [N, E] fp32
@@ -192,4 +213,4 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
                                       labels[:, 1:].reshape(-1), ignore_index=-100)
             loss = lm_loss + aux
         return PathMoEOutput(loss=loss, logits=logits, lm_loss=lm_loss, aux_loss=aux,
-                             routing=routing if output_routing else None)
+                             routing=routing if output_routing else None, cache=cache)

@@ -124,7 +124,9 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
     recorder = CheckpointRecorder(run_dir, data_dir, argv)
     from pathmoe.data import dataset_identity
 
-    data_id = dataset_identity(data_dir)
+    from pathmoe.train.restrict import init_identity
+
+    data_id = init_identity(dataset_identity(data_dir), rc.get("init_from"))  # data (+ init checkpoint bytes)
     # Read-only and on every rank, before any process group: a refusal (checkpoints with missing or
     # inconsistent markers, train.on_data_change: refuse) stops all ranks alike instead of leaving
     # the others waiting at a barrier. `restart` discards the state instead (rank 0, below).

@@ -10,6 +10,7 @@ resumed run restricts to exactly the same set.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,24 @@ import numpy as np
 import torch
 
 from pathmoe.io import atomic_write_json, read_json
+
+
+def init_identity(data_identity: str, init: dict[str, Any] | None) -> str:
+    """What a run trains from: its data's identity, and for a run with init_from also the bytes of the
+    checkpoint it starts from (config.json + model.safetensors), so a replaced checkpoint, like
+    changed data, restarts the run (or refuses, train.on_data_change) instead of resuming it."""
+    if not init:
+        return data_identity
+    digest = hashlib.sha256(data_identity.encode())
+    ckpt = Path(init["checkpoint"])
+    for name in ("config.json", "model.safetensors"):
+        if not (ckpt / name).is_file():
+            raise FileNotFoundError(f"init_from.checkpoint={str(ckpt)!r} has no {name}: not an HF export "
+                                    "(config.json + model.safetensors)")
+        with open(ckpt / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_init_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
