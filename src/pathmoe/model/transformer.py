@@ -83,6 +83,13 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
+        elif isinstance(module, Experts) and module.total > module.n_experts:
+            # an expert-parallel shard: the slice of the full [E, ...] draw, so the model starts from the
+            # same weights on any number of ranks (and each rank's experts differ)
+            lo, hi = module.first, module.first + module.n_experts
+            with torch.no_grad():
+                for p in (module.w_up, module.w_down):
+                    p.copy_(p.new_empty((module.total, *p.shape[1:])).normal_(0.0, std)[lo:hi])
         elif isinstance(module, Experts):
             init.normal_(module.w_up, mean=0.0, std=std)
             init.normal_(module.w_down, mean=0.0, std=std)

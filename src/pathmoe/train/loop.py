@@ -83,9 +83,28 @@ def _all_mean(values: list[float], device: torch.device) -> list[float]:
 
 
 def _grad_norm_fp32(module: torch.nn.Module) -> float:
-    """Global L2 grad norm at the accumulation boundary (ZeRO-0 fp32, where DeepSpeed keeps none)."""
-    sq = [p.grad.detach().float().pow(2).sum() for p in module.parameters() if p.grad is not None]
-    return math.sqrt(float(torch.stack(sq).sum())) if sq else 0.0
+    """Global L2 grad norm at the accumulation boundary (ZeRO-0 fp32, where DeepSpeed keeps none).
+
+    With expert parallelism each rank holds only its experts' gradients: their squared norm is
+    summed over the expert-parallel group (every rank calls this), the rest is replicated.
+    """
+    from pathmoe.model.deepspeed_moe import expert_parallel_group
+
+    sq = torch.zeros((), dtype=torch.float64)
+    for p in module.parameters():
+        if p.grad is not None and getattr(p, "allreduce", True):
+            sq += p.grad.detach().double().pow(2).sum().cpu()
+    groups: dict[Any, list[torch.nn.Module]] = {}
+    for m in module.modules():
+        if getattr(m, "dispatch", None) == "deepspeed" and hasattr(m, "ds"):
+            groups.setdefault(expert_parallel_group(m)[0], []).append(m)
+    for group, ffns in groups.items():
+        local = sum((p.grad.detach().double().pow(2).sum() for f in ffns for p in f.experts.parameters()
+                     if p.grad is not None), torch.zeros((), dtype=torch.float64, device=ffns[0].experts.w_up.device))
+        if group is not None:
+            torch.distributed.all_reduce(local, group=group)
+        sq += local.cpu()
+    return math.sqrt(float(sq))
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -300,8 +319,13 @@ def _barrier() -> None:
 
 def _export(engine: Any, spec: TrainSpec, run_dir: Path, data_dir: Path, step: int, rank: int,
             recorder: CheckpointRecorder) -> None:
-    """HF export of the current weights and its hash record (rank 0 writes; ZeRO-3 gathers the shards first)."""
+    """HF export of the current weights and its hash record (rank 0 writes; ZeRO-3 gathers the shards
+    first; the deepspeed dispatch gathers every rank's experts into the dropless layout)."""
     state_dict = engine._zero3_consolidated_16bit_state_dict() if spec.zero_stage == 3 else None
+    if engine.module.config.dispatch == "deepspeed":
+        from pathmoe.model.deepspeed_moe import dropless_state_dict
+
+        state_dict = dropless_state_dict(engine.module)  # collective over each expert-parallel group
     if rank == 0:
         export_hf(engine.module, run_dir / "hf", step, data_dir / "tokenizer", state_dict=state_dict,
                   recorder=recorder)
