@@ -2,15 +2,20 @@
 
 Training dominates a reproduction's cost, so the estimate is the training FLOPs of every run
 (`pathmoe.flops`) at an assumed model FLOPs utilisation of a configurable per-GPU peak.
-Continuations (path-restricted runs) count only their own steps.
+Continuations (path-restricted runs) count only their own steps. Beside the cost, the plan
+shows each training's per-GPU memory at its layout (pathmoe.memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pathmoe.config import Experiment
 from pathmoe.flops import run_gpu_hours, train_tokens
+
+if TYPE_CHECKING:
+    from pathmoe.memory import MemoryPlan
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,20 @@ def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[Ru
         costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu),
                              counts["total"], counts["active"]))
     return costs
+
+
+def memory_plans(exp: Experiment) -> list[tuple[str, "MemoryPlan"]]:
+    """Per-GPU training memory of every training of `exp` at its layout (pathmoe.memory)."""
+    from pathmoe.memory import per_gpu_memory
+    from pathmoe.model_rules import MODEL_DEFAULTS
+
+    rows = []
+    for run in exp.trained_runs:
+        spec = exp.runs[run]
+        model = {**MODEL_DEFAULTS, **spec.model, "vocab_size": run_vocab_size(exp, run)}
+        ranks = spec.resources["train"]["gpus"] * spec.resources["train"]["nodes"] or 1
+        rows.append((run, per_gpu_memory(model, spec.train, ranks, parameter_counts(model)["total"])))
+    return rows
 
 
 def format_plan(costs: list[RunCost], gpu_flops: float, mfu: float) -> str:

@@ -193,7 +193,7 @@ def dropless_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, module in model.named_modules():
         if getattr(module, "dispatch", None) != "deepspeed" or not hasattr(module, "ds"):
             continue
-        prefix = f"{name}."
+        prefix = f"{name}." if name else ""
         for key in [k for k in state if k.startswith(prefix + DS_EXPERT_PREFIX)]:
             del state[key]
         for pname, full in gather_experts(module).items():
