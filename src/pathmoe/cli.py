@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # command name -> stage package owning it (imported only when that command runs: each pulls in
 # torch, lm-eval, matplotlib, ... and a Snakemake job should not pay for all of them).
-STAGES = {"data": "data", "train": "train", "bench": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
+STAGES = {"data": "data", "train": "train", "bench": "train", "convert-checkpoint": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
 # Experiment-level commands defined here: they need no stage module (`config get` runs inside
 # analysis jobs, `config validate` and `plan` before launching).
 EXPERIMENT_COMMANDS = ("config", "plan")

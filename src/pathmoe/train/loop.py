@@ -25,6 +25,7 @@ from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exp
 from pathmoe.train.distenv import init_distributed, setup_dist_env
 from pathmoe.train.integrity import CheckpointRecorder, check_training_state, discard_training_state
 from pathmoe.train.dsconfig import build_ds_config
+from pathmoe.train.elastic import resume_plan
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
 from pathmoe.train.optim import build_optimizer
@@ -161,14 +162,19 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
             atomic_write_json(run_dir / "train_config.json", rc)
     _barrier()
 
+    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
+    tag = ckpts.latest()
+    if tag is not None:  # on another number of ranks: as it is, as a universal checkpoint, or a one-line refusal
+        tag, universal = resume_plan(run_dir, tag, ckpts.world_sizes().get(tag), world, spec.zero_stage,
+                                     rc["model"].get("dispatch", "dropless"))
+        if universal:
+            ds_config["checkpoint"] = {"load_universal": True}
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
     # A continuation (Table 3) draws the windows the source run would have drawn next.
     data_offset = source_step(rc["init_from"]) if rc.get("init_from") else 0
 
-    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
     start = 0
-    tag = ckpts.latest()
     if tag is not None:
         client = ckpts.load(engine, tag)
         start = int(client["step"])
