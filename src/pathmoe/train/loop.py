@@ -72,6 +72,19 @@ def _build_model(rc: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     return PathMoEForCausalLM(PathMoEConfig(**kwargs))
 
 
+def _check_layout(model: dict[str, Any], spec: TrainSpec, world: int) -> None:
+    """One-line errors for a parallel layout DeepSpeed would reject with an assertion deep inside."""
+    if model.get("dispatch") != "deepspeed":
+        return
+    ep = int(model.get("expert_parallel_size", 1))
+    if world % ep:
+        raise ValueError(f"model.expert_parallel_size={ep} must divide the number of ranks ({world}); launch a "
+                         f"multiple of {ep} processes")
+    if spec.zero_stage > 2:
+        raise ValueError(f"train.zero_stage={spec.zero_stage} with model.dispatch='deepspeed': DeepSpeed's MoE "
+                         "layers support ZeRO stages 0-2")
+
+
 def _all_mean(values: list[float], device: torch.device) -> list[float]:
     """Mean of each value over ranks (one small all-reduce; a no-op with one process)."""
     import torch.distributed as dist
@@ -146,6 +159,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
             return read_json(summary_path)  # finished run on the same spec and data: training is idempotent
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
+    _check_layout(rc["model"], spec, world)
     device = _device(spec)
     accum = spec.grad_accum(world)  # bad batch sizes fail before any process group exists
     rank = init_distributed("nccl" if device.type == "cuda" else "gloo")["rank"]
