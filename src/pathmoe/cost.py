@@ -8,6 +8,7 @@ shows each training's per-GPU memory at its layout (pathmoe.memory).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,12 +31,18 @@ class RunCost:
 
 def parameter_counts(model: dict) -> dict[str, int]:
     """Total and active parameters of a model config, built on the meta device (no memory)."""
+    return dict(_parameter_counts(tuple(sorted(model.items()))))
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_counts(items: tuple) -> tuple:
+    """Cached by config: the plan asks once for the memory table and once for the GPU-hours."""
     import torch
 
     from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
 
     with torch.device("meta"):
-        return PathMoEForCausalLM(PathMoEConfig(**model)).parameter_counts()
+        return tuple(PathMoEForCausalLM(PathMoEConfig(**dict(items))).parameter_counts().items())
 
 
 def run_vocab_size(exp: Experiment, run: str) -> int:
@@ -68,9 +75,10 @@ def memory_plans(exp: Experiment) -> list[tuple[str, "MemoryPlan"]]:
     rows = []
     for run in exp.trained_runs:
         spec = exp.runs[run]
-        model = {**MODEL_DEFAULTS, **spec.model, "vocab_size": run_vocab_size(exp, run)}
+        model = {**spec.model, "vocab_size": run_vocab_size(exp, run)}  # the same key as estimate_gpu_hours
         ranks = spec.resources["train"]["gpus"] * spec.resources["train"]["nodes"] or 1
-        rows.append((run, per_gpu_memory(model, spec.train, ranks, parameter_counts(model)["total"])))
+        total = parameter_counts(model)["total"]
+        rows.append((run, per_gpu_memory({**MODEL_DEFAULTS, **model}, spec.train, ranks, total)))
     return rows
 
 

@@ -107,6 +107,25 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
         elif isinstance(module, LinearRouter):  # incl. the frozen random routers
             init.normal_(module.weight, mean=0.0, std=std)
 
+    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):  # type: ignore[override]
+        """`PreTrainedModel.save_pretrained`, always in the dropless layout: a deepspeed-dispatch model
+        writes every layer's experts as one [E, ...] tensor (`dropless_state_dict`, a collective under
+        expert parallelism, unless `state_dict` is given) and a config saying `dispatch: dropless`,
+        so any process loads it without DeepSpeed or a process group."""
+        if self.config.dispatch == "dropless":
+            return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        import copy
+
+        from .deepspeed_moe import dropless_state_dict
+
+        if state_dict is None:
+            state_dict = dropless_state_dict(self)
+        out = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        config = copy.deepcopy(self.config)
+        config.dispatch, config.expert_parallel_size = "dropless", 1
+        config.save_pretrained(save_directory)
+        return out
+
     def prepare_inputs_for_generation(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> dict:
         """No KV cache: every generation step re-runs the full prefix."""
         return {"input_ids": input_ids, "attention_mask": attention_mask}

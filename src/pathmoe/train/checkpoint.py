@@ -11,7 +11,6 @@ it (pathmoe.train.integrity).
 
 from __future__ import annotations
 
-import copy
 import random
 import shutil
 from datetime import datetime, timezone
@@ -134,8 +133,9 @@ def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
     `recorder`, then its hash record (the old record goes first, so none describes other bytes).
 
     Exports are always in the dropless layout (all experts of a layer in one [E, ...] tensor, config
-    `dispatch: dropless`): a deepspeed-dispatch model passes `state_dict` from
-    `pathmoe.model.deepspeed_moe.dropless_state_dict`, which gathers the expert-parallel ranks."""
+    `dispatch: dropless`; `PathMoEForCausalLM.save_pretrained`): training passes a deepspeed-dispatch
+    model's `state_dict` from `pathmoe.model.deepspeed_moe.dropless_state_dict`, gathered on every
+    rank of its expert-parallel group before rank 0 writes."""
     target = hf_dir / f"step_{step}"
     started = datetime.now(timezone.utc)
     if recorder is not None:
@@ -143,11 +143,7 @@ def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
 
         record_path(target).unlink(missing_ok=True)
     with atomic_path(target) as tmp:
-        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
-        if model.config.dispatch != "dropless":  # the weights are in the dropless layout: say so
-            config = copy.deepcopy(model.config)
-            config.dispatch, config.expert_parallel_size = "dropless", 1
-            config.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)  # dropless layout
         if tokenizer_dir is not None and tokenizer_dir.is_dir():
             for f in tokenizer_dir.iterdir():
                 if f.is_file():
