@@ -11,8 +11,9 @@ from pathmoe.config import ConfigError, check_report_owner, load_experiment
 # override either. `plan` is a command-line switch, not part of the experiment.
 PLAN = config.pop("plan", False)
 try:
-    EXP = (load_experiment(config) if "name" in config
-           else load_experiment(Path(workflow.basedir) / "configs" / "default.yaml", config))
+    # the first --configfile names the experiment: its hub revision lock lives beside it (pathmoe.hub)
+    EXP = (load_experiment(config, config_file=workflow.configfiles[0] if workflow.configfiles else None)
+           if "name" in config else load_experiment(Path(workflow.basedir) / "configs" / "default.yaml", config))
     check_report_owner(EXP)  # another experiment's reports are never overwritten
 except ConfigError as exc:
     sys.exit(f"pathmoe: bad config: {exc}")

@@ -5,7 +5,8 @@
 # and restores it when the job fails; the library writes the bulky files (raw/*.jsonl, shard
 # .bin files) next to the old ones and swaps them in only when complete. So a job that fails on
 # bad input leaves the dataset's previously built data intact. Local source files and a local
-# tokenizer file/folder are rule inputs: editing one reruns exactly the jobs that read it.
+# tokenizer file/folder are rule inputs: editing one reruns exactly the jobs that read it. Hub
+# downloads go through the config's revision lock (pathmoe.hub), passed as --revision-lock.
 
 from pathmoe.data.paths import source_input_files, tokenizer_input_files
 
@@ -36,10 +37,12 @@ rule fetch_documents:
         update(f"{OUT}/data/{{dataset}}/raw/manifest.json"),
     params:
         out=data_dir,
+        lock=lambda wc: EXP.revision_lock_args(wc.dataset),
     resources:
         runtime=600,
     shell:
-        recorded("pathmoe data fetch --dataset-config {input.cfg:q} --out {params.out:q}", deterministic=True)
+        recorded("pathmoe data fetch --dataset-config {input.cfg:q} --out {params.out:q} {params.lock:q}",
+                 deterministic=True)
         + " && touch {output:q}"
 
 
@@ -63,8 +66,9 @@ rule build_tokenizer:
     params:
         out=data_dir,
         reads=lambda wc: [f"{data_dir(wc)}/raw/train.jsonl"] if trains_bpe(wc) else [],
+        lock=lambda wc: EXP.revision_lock_args(wc.dataset),
     shell:
-        recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.out:q}",
+        recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.out:q} {params.lock:q}",
                  deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"
 
 

@@ -151,6 +151,35 @@ rule figure:
                  " --runs-dir {params.runs_dir:q} --out-dir {params.out_dir:q}")
 
 
+# One training-curves figure per run group (a base run and its seeds), from their metrics.jsonl.
+CURVE_GROUPS = list(EXP.base_runs)
+
+
+def curve_logs(wildcards):
+    """metrics.jsonl of each seed run of the group, in the directory of the run that trained it."""
+    return [f"{OUT}/runs/{EXP.train_run(r)}/metrics.jsonl" for r in EXP.base_runs[wildcards.group]]
+
+
+rule training_curves:
+    """Loss, lr, grad norm and per-layer expert load of one run group (pathmoe.report.curves). The
+    logs are written by the train jobs beside their declared output, train_summary.json."""
+    input:
+        summaries=lambda wc: [f"{OUT}/runs/{EXP.train_run(r)}/train_summary.json" for r in EXP.base_runs[wc.group]],
+    output:
+        pdf=f"{REPORTS}/figures/curves/{{group}}.pdf",
+        png=report(f"{REPORTS}/figures/curves/{{group}}.png", category="Training curves",
+                   caption="../docs/report_curves.rst"),
+    wildcard_constraints:
+        group="|".join(map(re.escape, CURVE_GROUPS)),
+    params:
+        metrics=curve_logs,
+        labels=lambda wc: EXP.base_runs[wc.group],
+        out_dir=f"{REPORTS}/figures/curves",
+    shell:
+        recorded("pathmoe report curves {wildcards.group:q} --metrics {params.metrics:q} --labels {params.labels:q}"
+                 " --out-dir {params.out_dir:q}", reads="{params.metrics:q}")
+
+
 rule headlines:
     """The paper's headline numbers (text and figures) beside ours: tables/headlines.{json,tex}."""
     input:
@@ -196,6 +225,7 @@ if EXP.report is not None and EXP.report.has_headlines:
     ALL_ARTIFACTS += [f"{REPORTS}/tables/headlines.{ext}" for ext in ("tex", "json")]
 if EXP.report is not None and EXP.report.stats:
     ALL_ARTIFACTS += [f"{REPORTS}/tables/stats.{ext}" for ext in ("tex", "json")]
+ALL_ARTIFACTS += [f"{REPORTS}/figures/curves/{g}.{ext}" for g in CURVE_GROUPS for ext in ("pdf", "png")]
 
 
 rule document:
@@ -207,8 +237,10 @@ rule document:
         summary=report(f"{REPORTS}/summary.md", category="Tables", caption="../docs/report_summary.rst"),
     params:
         out_dir=REPORTS,
+        curves=CURVE_GROUPS,
     shell:
-        recorded("pathmoe report document --spec {input.spec:q} --out-dir {params.out_dir:q}", deterministic=True)
+        recorded("pathmoe report document --spec {input.spec:q} --out-dir {params.out_dir:q} --curves {params.curves:q}",
+                 deterministic=True)
 
 
 rule all:

@@ -38,6 +38,7 @@ def test_default_config_plans_every_artifact():
     assert counts["figure"] == 7  # figs 3, 4, 5, 6a, 6b, 7, 8
     assert counts["traces"] == 2 and counts["analyze_traces"] == 8 and counts["robustness"] == 2
     assert counts["document"] == 1 and counts["headlines"] == 1  # the text's headline numbers vs ours
+    assert counts["training_curves"] == 27  # one figure per run group (base run with its seeds)
 
 
 def test_one_table_needs_only_its_runs():

@@ -43,6 +43,28 @@ def test_every_table_and_figure_is_produced(workdir):
     assert all(0 <= row["offline_mc"] <= 100 for row in table1["rows"].values())
 
 
+def test_html_report_holds_every_figure_and_the_training_curves(workdir):
+    """`snakemake all --report report.html` embeds each paper figure and each run group's curves."""
+    import base64
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "all",
+           "--report", "report.html", "--configfile", str(ROOT / "tests/configs/e2e.yaml")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = (workdir / "report.html").read_text()
+    results = json.loads(re.search(r"var results = (\{.*?\});\s*</script>", html, re.S).group(1))
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\s*</script>", html, re.S).group(1))
+    reports = "results/e2e/reports"
+    figures = [f"{reports}/figures/{f}.png" for f in ("fig3", "fig4", "fig5", "fig6a", "fig6b", "fig7", "fig8")]
+    curves = [f"{reports}/figures/curves/{g}.png" for g in ("indep", "pathb2", "indep_b1", "pathb2_top4")]
+    for path in figures + curves:
+        assert path in results, sorted(results)
+        head, data = results[path]["data_uri"].split("base64,", 1)
+        assert head.startswith("data:image/png") and base64.b64decode(data) == (workdir / path).read_bytes()
+    assert sorted(p for files in categories["Training curves"].values() for p in files) == sorted(curves)
+    assert "pathb2_top4" in results[f"{reports}/figures/curves/pathb2_top4.png"]["caption"]
+
+
 def test_path_restricted_run_keeps_to_its_paths(workdir):
     run = workdir / "results/e2e/runs/pathb2_top4_s0"
     paths = json.loads((run / "restricted_paths.json").read_text())

@@ -160,15 +160,23 @@ def test_tokenizer_from_a_file_a_folder_or_a_hub_name(tmp_path, tokenizer_json, 
         n_docs = json.loads((out / "raw" / "manifest.json").read_text())["train"]["num_documents"]
         assert int((train == eos_id).sum()) == n_docs  # every document ends with the configured EOS
     assert (tmp_path / "d1/shards/train_00000.bin").read_bytes() == (tmp_path / "d2/shards/train_00000.bin").read_bytes()
-    # a hub name goes to the hub with its revision (stood in for by the local folder: no network here)
+    # a hub name goes to the hub at the commit its revision resolves to (the resolver and the hub
+    # stood in for by a fixed commit and the local folder: no network here; tests/test_hub.py)
     from transformers import AutoTokenizer
 
+    from pathmoe import hub
+
+    commit = "c" * 40
+    monkeypatch.setattr(hub, "resolve_commit", lambda kind, repo, rev: commit if (kind, repo, rev) == (
+        "model", "EleutherAI/gpt-neox-20b", "v1.0") else pytest.fail(f"unexpected resolve {kind} {repo} {rev}"))
     asked = []
     real = AutoTokenizer.from_pretrained
     monkeypatch.setattr(AutoTokenizer, "from_pretrained",
                         lambda name, revision=None, **kw: asked.append((name, revision)) or real(str(tmp_path / "d1" / "tokenizer")))
     build_tokenizer(_local(files, {"kind": "hf", "name": "EleutherAI/gpt-neox-20b", "revision": "v1.0"}), tmp_path / "d3")
-    assert asked == [("EleutherAI/gpt-neox-20b", "v1.0")] and load_tokenizer(tmp_path / "d3").eos_token == EOS
+    assert asked == [("EleutherAI/gpt-neox-20b", commit)] and load_tokenizer(tmp_path / "d3").eos_token == EOS
+    stamp = json.loads((tmp_path / "d3/tokenizer/pathmoe_build.json").read_text())
+    assert stamp["hub"] == [{"kind": "model", "repo": "EleutherAI/gpt-neox-20b", "revision": "v1.0", "commit": commit}]
     with pytest.raises(ValueError, match="tokenizer.revision applies to hub names only"):
         validate_dataset_config(_local(files, {"kind": "hf", "name": str(tokenizer_json), "revision": "main"}))
 

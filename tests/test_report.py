@@ -627,3 +627,56 @@ def test_table4_and_fig7_show_the_spread_over_seeds(env):
     fig = figures._DRAWERS["fig7"](spec, records, runs, spec.figure_rows("fig7"), spec.figure("fig7"))
     band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() < 0.55 - 0.3 and band.max() > 0.55 + 0.3  # mean 0.55 ± t * sd / sqrt(2) = ± 0.64
+
+
+# ----------------------------------------------------------------------------- training curves
+def _metrics_log(path: Path, seed: int, steps=(1, 5, 10), layers: int = 3) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    recs = [{"step": s, "loss": 6.0 - 0.1 * s + seed, "lm_loss": 5.0, "aux_loss": 0.01, "lr": 1e-3 * s,
+             "grad_norm": 1.0 + s, "tokens_per_s": 100.0, "peak_mem_gib": 0.1,
+             "expert_load_max": rng.uniform(0.3, 0.9, layers).round(4).tolist(),
+             "expert_load_min": rng.uniform(0.0, 0.2, layers).round(4).tolist(),
+             "dead_experts": rng.integers(0, 3, layers).tolist()} for s in steps]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return recs
+
+
+def test_training_curves_plot_each_seed_and_the_per_layer_seed_mean(tmp_path):
+    from pathmoe.report.curves import curves_figure, read_log, render_curves
+
+    logs = [_metrics_log(tmp_path / f"s{i}.jsonl", i) for i in range(2)]
+    fig = curves_figure("indep", [read_log(tmp_path / f"s{i}.jsonl") for i in range(2)], ["indep_s0", "indep_s1"])
+    loss_ax, lr_ax, grad_ax, max_ax, min_ax, dead_ax = fig.axes[:6]
+    assert [list(line.get_ydata()) for line in loss_ax.lines] == [[r["loss"] for r in log] for log in logs]
+    assert [line.get_label() for line in loss_ax.lines] == ["indep_s0", "indep_s1"]
+    assert list(lr_ax.lines[1].get_ydata()) == [r["lr"] for r in logs[1]]
+    assert list(grad_ax.lines[0].get_xdata()) == [1, 5, 10]
+    for ax, key in ((max_ax, "expert_load_max"), (min_ax, "expert_load_min"), (dead_ax, "dead_experts")):
+        assert len(ax.lines) == 3  # one line per layer: the mean over both seeds
+        want = np.mean([[r[key] for r in log] for log in logs], axis=0)  # [steps, layers]
+        assert np.allclose(np.stack([line.get_ydata() for line in ax.lines], axis=1), want)
+    pdf, png = render_curves("indep", [tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"], ["a", "b"], tmp_path / "out")
+    assert pdf.read_bytes()[:4] == b"%PDF" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileNotFoundError, match="missing.jsonl not found"):
+        render_curves("indep", [tmp_path / "missing.jsonl"], ["a"], tmp_path / "out")
+    (tmp_path / "bad.jsonl").write_text('{"step": 1}\n{"step": \n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2 is not valid JSON"):
+        render_curves("indep", [tmp_path / "bad.jsonl"], ["a"], tmp_path / "out")
+
+
+def test_document_includes_the_training_curves(env, tmp_path):
+    spec, records, runs, out = env
+    for name in spec.figures:
+        render_figure(name, spec, records, runs, out / "figures")
+    for name in spec.tables:
+        render_table(name, spec, records, out / "tables", runs, load_reference())
+    render_headlines(spec, records, runs, out / "tables", load_reference())
+    with pytest.raises(FileNotFoundError, match="figures/curves/indep.pdf missing"):
+        write_document(spec, out, curves=["indep"])
+    from pathmoe.report.curves import render_curves
+
+    _metrics_log(tmp_path / "m.jsonl", 0)
+    render_curves("indep", [tmp_path / "m.jsonl"], ["indep_s0"], out / "figures" / "curves")
+    tex = write_document(spec, out, curves=["indep"]).read_text()
+    assert r"\includegraphics[width=\linewidth]{figures/curves/indep.pdf}" in tex and r"\section{Training curves}" in tex
+    assert "- `indep`: figures/curves/indep.png" in (out / "summary.md").read_text()

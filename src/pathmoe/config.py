@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 30, "weight_decay": 0.1,
     "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0, "precision": "fp32", "zero_stage": 0,
     "device": "auto", "log_every": 10, "ckpt_every": 100, "export_every": 50, "export_steps": [],
-    "keep_exports": 5, "tensorboard": False, "compile": False, "activation_checkpointing": False,
+    "keep_exports": 5, "trackers": [], "compile": False, "activation_checkpointing": False,
     "on_data_change": "restart",
 }
 EVAL_DEFAULTS: dict[str, Any] = {
@@ -148,6 +149,17 @@ class Experiment:
     cost: dict = field(default_factory=dict)
     audit: dict = field(default_factory=lambda: copy.deepcopy(AUDIT_DEFAULTS))
     report: Any = None  # pathmoe.report.ReportSpec when the config has a `report:` section
+    # <config>.lock.yaml beside the config file: the hub commits its downloads are pinned to
+    # (pathmoe.hub); None for a config given as a dict
+    revision_lock: Path | None = None
+
+    def revision_lock_args(self, dataset: str) -> list[str]:
+        """`--revision-lock <abs path>` for a data command of `dataset` when it downloads from the hub."""
+        from pathmoe.data.config import hub_downloads
+
+        if self.revision_lock is None or not hub_downloads(self.datasets[dataset]):
+            return []
+        return ["--revision-lock", str(self.revision_lock.absolute())]
 
     def run_config(self, run: str) -> dict:
         return self.runs[run].to_json(self.output_dir)
@@ -200,6 +212,37 @@ def _validate_schema(cfg: dict) -> None:
         if err.validator == "oneOf" and key.endswith("block_size"):
             _fail(f"config key {key}={err.instance!r} is not allowed; allowed: a positive integer or 'all'")
         _fail(f"config key {key}: {err.message}")
+
+
+def _train_sections(cfg: dict) -> list[tuple[str, Any]]:
+    """(config key, section) of every `train:` section: top level, per scale, per run."""
+    found = [("train", cfg.get("train"))]
+    for section in ("scales", "runs"):
+        entries = cfg.get(section)
+        if isinstance(entries, dict):
+            found += [(f"{section}.{k}.train", v.get("train")) for k, v in entries.items() if isinstance(v, dict)]
+    return [(key, sec) for key, sec in found if isinstance(sec, dict)]
+
+
+def _check_replaced_keys(cfg: dict) -> None:
+    """A key an earlier version accepted gets a one-line pointer to its replacement."""
+    from pathmoe.tracker_rules import REPLACED_KEY
+
+    for key, section in _train_sections(cfg):
+        if REPLACED_KEY[0] in section:
+            _fail(f"config key {key}.{REPLACED_KEY[0]}: " + REPLACED_KEY[1].split(" ", 1)[1])
+
+
+def _check_trackers(cfg: dict) -> None:
+    """Every tracker a train section names has its package installed (the schema checked the names)."""
+    from pathmoe.tracker_rules import check_trackers
+
+    for key, section in _train_sections(cfg):
+        if "trackers" in section:
+            try:
+                check_trackers(section["trackers"], f"{key}.trackers")
+            except ValueError as exc:
+                _fail(f"config key {exc}")
 
 
 def _check_names(cfg: dict) -> None:
@@ -318,9 +361,12 @@ def _resolve_model(base: str, scale: str, variant_name: str, scale_model: dict, 
     return model
 
 
-def load_experiment(source: str | Path | dict, overrides: dict | None = None) -> Experiment:
+def load_experiment(source: str | Path | dict, overrides: dict | None = None,
+                    config_file: str | Path | None = None) -> Experiment:
     """Load and validate an experiment config (a YAML path or an already-parsed dict).
 
+    `config_file` is the YAML a dict was read from (Snakemake's --configfile): the hub revision
+    lock lives beside it (`<config>.lock.yaml`, pathmoe.hub); a path `source` is its own.
     Raises ConfigError with a one-line message naming the bad key on any problem, so a bad
     config fails before a single job starts.
     """
@@ -336,10 +382,13 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
             _fail(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}")
         if not isinstance(cfg, dict):
             _fail(f"config file {path} must hold a mapping at the top level")
+        config_file = path
     cfg = deep_merge(cfg, overrides)
     _check_finite(cfg)
+    _check_replaced_keys(cfg)
     _validate_schema(cfg)
     _check_names(cfg)
+    _check_trackers(cfg)
 
     from pathmoe.data import validate_dataset_config
 
@@ -419,6 +468,8 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
         audit=deep_merge(AUDIT_DEFAULTS, cfg.get("audit")),
     )
+    if config_file is not None:
+        exp.revision_lock = _check_revision_lock(Path(config_file), datasets)
     if "report" in cfg:
         from pathmoe.report import parse_report_spec
 
@@ -428,6 +479,29 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None) ->
         except ValueError as exc:
             _fail(str(exc))
     return exp
+
+
+def _check_revision_lock(config_file: Path, datasets: dict[str, dict]) -> Path:
+    """The config's lock file, checked: readable if present, and writable where a download still
+    has to pin a revision (the first download writes it)."""
+    from pathmoe.data.config import hub_downloads
+    from pathmoe.hub import lock_path_for, read_lock
+
+    lock = lock_path_for(config_file)
+    try:
+        pins = {(e["kind"], e["repo"], e["revision"] or "") for e in read_lock(lock)}
+    except ValueError as exc:
+        _fail(f"{exc}; fix it or delete it to re-resolve every revision at the next download")
+    for name, dcfg in datasets.items():
+        for kind, repo, revision in hub_downloads(dcfg):
+            if (kind, repo, revision or "") in pins:
+                continue
+            target = lock if lock.exists() else lock.parent
+            if not os.access(target, os.W_OK):
+                _fail(f"datasets.{name}: hub {kind} {repo!r} (revision {revision!r}) is not pinned in {lock}, and "
+                      f"the first download cannot write it there ({target} is not writable); copy the config to a "
+                      "writable directory")
+    return lock
 
 
 def _check_task_dirs(base: str, task_dirs: list[str]) -> None:

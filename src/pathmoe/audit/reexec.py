@@ -48,8 +48,8 @@ _TRACE_FILES = {"traces": READ, "tokenizer": READ, "out": WRITE}
 # (stage, command) -> {argparse dest of every option naming a file or directory: read | write}.
 # Exactly the commands the rules record as deterministic; nothing else is ever re-executed.
 REEXEC_COMMANDS: dict[tuple[str, str], dict[str, str]] = {
-    ("data", "fetch"): {"dataset_config": READ, "out": WRITE},
-    ("data", "tokenizer"): {"dataset_config": READ, "out": WRITE},
+    ("data", "fetch"): {"dataset_config": READ, "revision_lock": READ, "out": WRITE},
+    ("data", "tokenizer"): {"dataset_config": READ, "revision_lock": READ, "out": WRITE},
     ("data", "tokenize"): {"dataset_config": READ, "out": WRITE},
     **{("analyze", kind): _TRACE_FILES for kind in ("paths", "consistency", "entropy", "specialization", "top-paths")},
     ("eval", "collect"): {"runs": READ, "out": WRITE},

@@ -2,7 +2,8 @@
 
 Per artifact, in order of severity: `missing` (output gone), `tampered` (output bytes differ from
 the record, or the record itself is unreadable), `stale-input` (an input changed or vanished
-after the artifact was made, so the artifact no longer follows from what is on disk), `ok`.
+after the artifact was made, so the artifact no longer follows from what is on disk; for hub
+downloads also a commit the config's revision lock no longer pins), `ok`.
 `--reexec` then upgrades ok deterministic artifacts to `reexec-ok` or `reexec-mismatch`, or marks
 them `refused` (a command re-execution will not run; pathmoe.audit.reexec).
 Content is the truth: a newer mtime with unchanged bytes is only a warning.
@@ -114,6 +115,42 @@ def shard_problem(index_path: Path, cache: HashCache) -> str | None:
     return None
 
 
+HUB_STAMPS = ("manifest.json", "pathmoe_build.json")  # raw/manifest.json, tokenizer/pathmoe_build.json
+
+
+def hub_revision_problems(output: Path) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the hub commits a data output was downloaded at, against the revision
+    lock it was pinned by: a commit the lock no longer pins means the config now gets other data."""
+    from pathmoe.hub import read_lock
+
+    stamp = output / HUB_STAMPS[1] if output.is_dir() else output
+    if stamp.name not in HUB_STAMPS or not stamp.is_file():
+        return [], []
+    try:
+        data = read_json(stamp)
+        pins, lock = data.get("hub") or [], data.get("revision_lock")
+    except (OSError, ValueError, AttributeError):
+        return [], []
+    if not pins or not lock:
+        return [], []
+    if not Path(lock).is_file():
+        return [], [f"revision lock {lock} no longer exists: the hub commits of {stamp.name} cannot be checked"]
+    try:
+        now = {(e["kind"], e["repo"], e["revision"] or ""): e["commit"] for e in read_lock(Path(lock))}
+    except ValueError as exc:
+        return [str(exc)], []
+    problems = []
+    for pin in pins:
+        want = now.get((pin["kind"], pin["repo"], pin["revision"] or ""))
+        what = f"hub {pin['kind']} {pin['repo']!r} (revision {pin['revision']!r})"
+        if want is None:
+            problems.append(f"{what}: downloaded at commit {pin['commit'][:12]}, which {lock} no longer pins")
+        elif want != pin["commit"]:
+            problems.append(f"{what}: revision changed, downloaded at commit {pin['commit'][:12]} but {lock} now "
+                            f"pins {want[:12]}")
+    return problems, []
+
+
 def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bool = False) -> ArtifactResult:
     """Verify one record's output and inputs against the files on disk."""
     output = output_of_record(record_file)
@@ -154,6 +191,9 @@ def check_artifact(record_file: Path, cache: HashCache, allow_missing_inputs: bo
         if now != entry["sha256"]:
             res.details.append(f"input {entry['path']} changed after the artifact was made "
                                f"(sha256 {now[:12]} != recorded {entry['sha256'][:12]})")
+    problems, warnings = hub_revision_problems(output)
+    res.details += problems
+    res.warnings += warnings
     if res.details:
         res.status = STALE
     return res

@@ -22,10 +22,14 @@ def _step(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from pathmoe import data
 
+        from pathmoe.hub import RevisionLock
+
         cfg = _load_config(args.dataset_config)
-        fn = {"fetch": data.fetch_documents, "tokenizer": data.build_tokenizer,
-              "tokenize": data.tokenize_to_shards, "prepare": data.prepare_dataset}[name]
-        result = fn(cfg, args.out)
+        if name == "tokenize":
+            result = data.tokenize_to_shards(cfg, args.out)
+        else:
+            fn = {"fetch": data.fetch_documents, "tokenizer": data.build_tokenizer, "prepare": data.prepare_dataset}[name]
+            result = fn(cfg, args.out, RevisionLock(args.revision_lock))
         if isinstance(result, dict) and "num_tokens" in result:
             print(json.dumps({"num_tokens": result["num_tokens"], "vocab_size": result["vocab_size"], "dtype": result["dtype"]}))
         return 0
@@ -48,4 +52,8 @@ def register(subparsers: Any) -> None:
         sp = steps.add_parser(name, help=text, description=text)
         sp.add_argument("--dataset-config", required=True, help="resolved dataset config JSON (dataset_config.json)")
         sp.add_argument("--out", required=True, help="the dataset's data dir, <out>/data/<dataset>")
+        if name != "tokenize":
+            sp.add_argument("--revision-lock", default=None, metavar="FILE",
+                            help="lock file pinning hub revisions to commits (<config>.lock.yaml), written at the "
+                                 "first download; without it a hub revision is resolved for this call only")
         sp.set_defaults(func=_step(name))

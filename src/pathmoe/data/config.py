@@ -8,6 +8,7 @@ fingerprints that decide what can be skipped) see one canonical form.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from pathmoe.data.paths import check_dataset_paths, local_tokenizer_path
@@ -112,6 +113,17 @@ def _check_paths(cfg: dict[str, Any]) -> None:
     tok = cfg["tokenizer"]
     if tok["kind"] == "hf" and tok["revision"] is not None and local_tokenizer_path(tok["name"]) is not None:
         raise ValueError(f"dataset config: tokenizer.revision applies to hub names only; {tok['name']!r} is a local path")
+
+
+def hub_downloads(cfg: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(kind, repo, revision) of every hub download of a validated dataset config (pathmoe.hub pins them)."""
+    found: list[tuple[str, str, str | None]] = []
+    src, tok = cfg["source"], cfg["tokenizer"]
+    if src["kind"] == "hf" and not os.path.exists(os.path.expanduser(src["path"])):  # not a local dataset folder
+        found.append(("dataset", src["path"], src["revision"]))
+    if tok["kind"] == "hf" and local_tokenizer_path(tok["name"]) is None:
+        found.append(("model", tok["name"], tok["revision"]))
+    return found
 
 
 def validate_dataset_config(cfg: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from pathmoe.data.config import validate_dataset_config
 from pathmoe.data.encode import Encoder, TokenStream, count_lines
 from pathmoe.data.fingerprint import fingerprint, raw_sha256
-from pathmoe.data.tokenizer import tokenizer_meta
+from pathmoe.data.tokenizer import BUILD_FILE, tokenizer_meta
 from pathmoe.io import atomic_path, atomic_write_json, read_json, sha256_file
 
 SPLITS = ("train", "val")
@@ -144,6 +144,23 @@ def _sources(out: Path, train_sha256: str) -> list[dict[str, Any]]:
         return []
 
 
+def _hub_pins(out: Path, train_sha256: str) -> list[dict[str, Any]]:
+    """The hub commits the raw documents (when raw/manifest.json describes the current files) and the
+    tokenizer came from, as their stamps record them."""
+    pins = []
+    try:
+        man = read_json(out / "raw" / "manifest.json")
+        if man["train"]["sha256"] == train_sha256:
+            pins += list(man.get("hub", []))
+    except (OSError, KeyError, TypeError, ValueError):
+        pass
+    try:
+        pins += list(read_json(out / "tokenizer" / BUILD_FILE).get("hub", []))
+    except (OSError, TypeError, ValueError):
+        pass
+    return pins
+
+
 def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write <out_dir>/shards/{train,val}_*.bin and index.json; returns the index.
 
@@ -164,6 +181,9 @@ def tokenize_to_shards(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[
     index: dict[str, Any] = {"dtype": dtype, "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"],
                              "tokenizer": meta["name"], "shard_tokens": cfg["shard_tokens"],
                              "fingerprint": fp, "sources": _sources(out, raw_sha["train"]), "splits": {}}
+    hub = _hub_pins(out, raw_sha["train"])
+    if hub:  # part of the dataset identity: the same bytes from another commit are another dataset
+        index["hub"] = hub
     build = _build_dir(out, fp)
     previous: dict[str, list] = {}
     for candidate in (build / "index.json", build / "index.partial.json"):

@@ -19,9 +19,10 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from pathmoe.data.builtin_corpus import generate_documents
-from pathmoe.data.config import validate_dataset_config
+from pathmoe.data.config import hub_downloads, validate_dataset_config
 from pathmoe.data.fingerprint import fingerprint, raw_sha256
 from pathmoe.data.paths import expand_local_paths
+from pathmoe.hub import RevisionLock, pin_entry
 from pathmoe.io import atomic_path, atomic_write_json, read_json
 
 NUL = "\x00"
@@ -130,11 +131,12 @@ def _iter_local(src: dict[str, Any]) -> Iterator[str]:
         yield from _local_documents(path, src)
 
 
-def _iter_hf(src: dict[str, Any]) -> Iterator[str]:
-    """Stream a hub dataset; only reached with a real config (never in tests)."""
+def _iter_hf(src: dict[str, Any], commit: str | None) -> Iterator[str]:
+    """Stream a hub dataset at `commit` (the pinned revision; None: `source.revision` as written)."""
     from datasets import load_dataset
 
-    stream = load_dataset(src["path"], name=src["name"], split=src["split"], revision=src.get("revision"), streaming=True)
+    stream = load_dataset(src["path"], name=src["name"], split=src["split"], revision=commit or src.get("revision"),
+                          streaming=True)
     field, limit = src["text_field"], src["max_documents"]
     for i, row in enumerate(stream):
         if limit is not None and i >= limit:
@@ -144,15 +146,16 @@ def _iter_hf(src: dict[str, Any]) -> Iterator[str]:
         yield row[field]
 
 
-def iter_documents(source: dict[str, Any]) -> Iterator[str]:
-    """All non-empty documents of a validated `source` config, in a deterministic order."""
+def iter_documents(source: dict[str, Any], commit: str | None = None) -> Iterator[str]:
+    """All non-empty documents of a validated `source` config, in a deterministic order (a hub
+    source at `commit`, its pinned revision)."""
     kind = source["kind"]
     if kind == "builtin":
         docs: Iterator[str] = generate_documents(source["num_documents"], source["seed"])
     elif kind == "local":
         docs = _iter_local(source)
     elif kind == "hf":
-        docs = _iter_hf(source)
+        docs = _iter_hf(source, commit)
     else:
         raise ValueError(f"source.kind {kind!r} is unknown; allowed: ['builtin', 'hf', 'local']")
     for doc in docs:
@@ -172,32 +175,41 @@ def source_files(cfg: dict[str, Any]) -> list[dict[str, Any]]:
             for p in expand_local_paths(cfg["source"]["paths"])]
 
 
-def raw_fingerprint(cfg: dict[str, Any], sources: list[dict[str, Any]]) -> str:
+def hub_pins(cfg: dict[str, Any], lock: RevisionLock) -> list[dict[str, Any]]:
+    """The pinned commit of a hub source (resolved and written to the lock at the first call), else []."""
+    return [pin_entry(kind, repo, rev, lock.pin(kind, repo, rev))
+            for kind, repo, rev in hub_downloads(cfg) if kind == "dataset"]
+
+
+def raw_fingerprint(cfg: dict[str, Any], sources: list[dict[str, Any]], hub: list[dict[str, Any]] = ()) -> str:
     """What raw/ depends on: the source config (unset optional keys left out, so adding a new
-    optional key does not invalidate data built before it existed), the held-out count and the
-    content of every local source file."""
+    optional key does not invalidate data built before it existed), the held-out count, the
+    content of every local source file and the pinned commit of a hub source."""
     source = {k: v for k, v in cfg["source"].items() if v is not None}
     return fingerprint({"source": source, "validation_documents": cfg["validation_documents"],
-                        **({"source_files": sources} if sources else {})})
+                        **({"source_files": sources} if sources else {}), **({"hub": list(hub)} if hub else {})})
 
 
-def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike, sources: list[dict[str, Any]] | None = None) -> bool:
-    """True when raw/ holds exactly what this config would write (so fetch can be skipped)."""
+def raw_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike, sources: list[dict[str, Any]] | None = None,
+                   hub: list[dict[str, Any]] = ()) -> bool:
+    """True when raw/ holds exactly what this config (and these hub pins) would write (so fetch can be skipped)."""
     raw = Path(out_dir) / "raw"
     sources = source_files(cfg) if sources is None else sources
     try:
         man = read_json(raw / "manifest.json")
-        return man["fingerprint"] == raw_fingerprint(cfg, sources) and all(
+        return man["fingerprint"] == raw_fingerprint(cfg, sources, hub) and all(
             raw_sha256(raw / f"{s}.jsonl") == man[s]["sha256"] for s in ("train", "val"))
     except (OSError, KeyError, ValueError):
         return False
 
 
-def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
+def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike, lock: RevisionLock | None = None) -> dict[str, Any]:
     """Write raw/train.jsonl and raw/val.jsonl under `out_dir` (the dataset's data dir).
 
-    Skipped when raw/manifest.json says the same config and the same source files already
-    produced the current files. The new files are written next to the old ones and swapped in
+    A hub source is downloaded at the commit `lock` pins its revision to (pinned at the first
+    download; no lock: resolved for this call only) and the manifest records it (`hub`, with the
+    lock file's path in `revision_lock`). Skipped when raw/manifest.json says the same config, the
+    same source files and the same pinned commit already produced the current files. The new files are written next to the old ones and swapped in
     at the end, so a source that fails to read (bad encoding, binary content) leaves the previous
     raw/ intact. Returns the manifest: {"fingerprint", "num_documents", "sources", "train": {...},
     "val": {...}}.
@@ -205,14 +217,17 @@ def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     cfg = validate_dataset_config(cfg)
     raw = Path(out_dir) / "raw"
     sources = source_files(cfg)
-    if raw_is_current(cfg, out_dir, sources):
+    lock = lock if lock is not None else RevisionLock(None)
+    hub = hub_pins(cfg, lock)
+    if raw_is_current(cfg, out_dir, sources, hub):
         return read_json(raw / "manifest.json")
     raw.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=".all.", suffix=".jsonl.tmp", dir=raw)  # never moved into place
     try:
         n = 0
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for doc in tqdm(iter_documents(cfg["source"]), desc="fetch documents", unit="doc"):
+            for doc in tqdm(iter_documents(cfg["source"], hub[0]["commit"] if hub else None),
+                            desc="fetch documents", unit="doc"):
                 f.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
                 n += 1
         n_val = cfg["validation_documents"]
@@ -227,9 +242,10 @@ def fetch_documents(cfg: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     finally:
         os.unlink(scratch)
     manifest = {
-        "fingerprint": raw_fingerprint(cfg, sources),
+        "fingerprint": raw_fingerprint(cfg, sources, hub),
         "num_documents": n,
         "sources": sources,
+        **({"hub": hub, "revision_lock": str(lock.path) if lock.path else None} if hub else {}),
         "train": {"file": "train.jsonl", "num_documents": n - n_val, "sha256": raw_sha256(raw / "train.jsonl")},
         "val": {"file": "val.jsonl", "num_documents": n_val, "sha256": raw_sha256(raw / "val.jsonl")},
     }

@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pathmoe.data.config import validate_dataset_config
+from pathmoe.data.config import hub_downloads, validate_dataset_config
 from pathmoe.data.fingerprint import fingerprint, raw_sha256
 from pathmoe.data.paths import local_tokenizer_path, tokenizer_input_files
 from pathmoe.data.sources import read_raw_documents
+from pathmoe.hub import RevisionLock, pin_entry
 from pathmoe.io import atomic_path, atomic_write_json, read_json
 
 EOT = "<|endoftext|>"
@@ -53,19 +54,28 @@ def _without_nulls(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def _fingerprint(cfg: dict[str, Any], out_dir: Path) -> str:
-    """What tokenizer/ depends on: the tokenizer config plus the corpus (bpe) or the local files (hf)."""
+def hub_pins(cfg: dict[str, Any], lock: RevisionLock) -> list[dict[str, Any]]:
+    """The pinned commit of a hub tokenizer (resolved and written to the lock at the first call), else []."""
+    return [pin_entry(kind, repo, rev, lock.pin(kind, repo, rev))
+            for kind, repo, rev in hub_downloads(cfg) if kind == "model"]
+
+
+def _fingerprint(cfg: dict[str, Any], out_dir: Path, hub: list[dict[str, Any]] = ()) -> str:
+    """What tokenizer/ depends on: the tokenizer config plus the corpus (bpe), the local files or
+    the pinned hub commit (hf)."""
     tok_cfg = cfg["tokenizer"]
     if tok_cfg["kind"] == "bpe":
         return fingerprint({"tokenizer": tok_cfg, "train_sha256": raw_sha256(out_dir / "raw" / "train.jsonl")})
     files = [{"file": Path(f).name, "sha256": raw_sha256(f)} for f in tokenizer_input_files(cfg)]
-    return fingerprint({"tokenizer": _without_nulls(tok_cfg), **({"files": files} if files else {})})
+    return fingerprint({"tokenizer": _without_nulls(tok_cfg), **({"files": files} if files else {}),
+                        **({"hub": list(hub)} if hub else {})})
 
 
-def tokenizer_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike) -> bool:
+def tokenizer_is_current(cfg: dict[str, Any], out_dir: str | os.PathLike, hub: list[dict[str, Any]] = ()) -> bool:
     tdir = Path(out_dir) / "tokenizer"
     try:
-        return read_json(tdir / BUILD_FILE)["fingerprint"] == _fingerprint(cfg, Path(out_dir)) and (tdir / "tokenizer.json").is_file()
+        return (read_json(tdir / BUILD_FILE)["fingerprint"] == _fingerprint(cfg, Path(out_dir), hub)
+                and (tdir / "tokenizer.json").is_file())
     except (OSError, KeyError, ValueError):
         return False
 
@@ -85,8 +95,9 @@ def _check_tokenizer_file(path: Path) -> None:
         raise ValueError(f"tokenizer file {str(path)!r} is not a valid tokenizer.json ({_first_line(exc)})") from None
 
 
-def _load_hf(tok_cfg: dict[str, Any]) -> Any:
-    """The `transformers` fast tokenizer that `tokenizer.name` names: a tokenizer.json file, a folder, or a hub name."""
+def _load_hf(tok_cfg: dict[str, Any], commit: str | None = None) -> Any:
+    """The `transformers` fast tokenizer that `tokenizer.name` names: a tokenizer.json file, a folder, or a
+    hub name (at `commit`, its pinned revision)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     name = tok_cfg["name"]
@@ -108,7 +119,7 @@ def _load_hf(tok_cfg: dict[str, Any]) -> Any:
         except Exception as exc:  # transformers raises many types for unloadable folders
             raise ValueError(f"tokenizer folder {str(local)!r} could not be loaded ({_first_line(exc)})") from None
     try:
-        return AutoTokenizer.from_pretrained(name, revision=tok_cfg["revision"])
+        return AutoTokenizer.from_pretrained(name, revision=commit or tok_cfg["revision"])
     except Exception as exc:
         raise ValueError(f"tokenizer.name {name!r} is no local file or folder and the hub did not provide it "
                          f"({_first_line(exc)})") from None
@@ -134,12 +145,14 @@ def _set_eos(hf_tok: Any, tok_cfg: dict[str, Any]) -> None:
         hf_tok.pad_token = hf_tok.eos_token  # lm-eval pads batches
 
 
-def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike, lock: RevisionLock | None = None) -> Path:
     """Create <out_dir>/tokenizer/ (skipped when already built from the same config and inputs).
 
     bpe: trained on raw/train.jsonl (run `fetch_documents` first). hf: a `tokenizer.json` file, a
     tokenizer folder or a hub name (+ `revision`), with `eos_token` naming its EOS when the
-    tokenizer defines none; saved so later stages never need the hub. The new directory replaces
+    tokenizer defines none; saved so later stages never need the hub. A hub name is downloaded at the
+    commit `lock` pins its revision to (as for `fetch_documents`), recorded in the stamp (`hub`).
+    The new directory replaces
     the old one only once complete, so a broken tokenizer file leaves the previous one in place.
     Returns the directory.
     """
@@ -149,14 +162,18 @@ def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
     tok_cfg = cfg["tokenizer"]
     if tok_cfg["kind"] == "bpe" and not (out / "raw" / "train.jsonl").is_file():
         raise FileNotFoundError(f"tokenizer.kind 'bpe' trains on {out / 'raw' / 'train.jsonl'}, which does not exist; run `pathmoe data fetch` first")
-    if tokenizer_is_current(cfg, out):
+    lock = lock if lock is not None else RevisionLock(None)
+    hub = hub_pins(cfg, lock)
+    if tokenizer_is_current(cfg, out, hub):
         return tdir
     stamp: dict[str, Any] = {"tokenizer": tok_cfg}
+    if hub:
+        stamp.update(hub=hub, revision_lock=str(lock.path) if lock.path else None)
     if tok_cfg["kind"] == "bpe":
         n_docs = read_json(out / "raw" / "manifest.json")["train"]["num_documents"] if (out / "raw" / "manifest.json").is_file() else None
         hf_tok = _wrap(train_bpe(read_raw_documents(out / "raw" / "train.jsonl"), tok_cfg["vocab_size"], n_docs))
     else:
-        hf_tok = _load_hf(tok_cfg)
+        hf_tok = _load_hf(tok_cfg, hub[0]["commit"] if hub else None)
         if not getattr(hf_tok, "is_fast", False):
             raise ValueError(f"tokenizer.name {tok_cfg['name']!r} has no fast (tokenizer.json) version; a fast tokenizer is required")
         _set_eos(hf_tok, tok_cfg)
@@ -165,7 +182,7 @@ def build_tokenizer(cfg: dict[str, Any], out_dir: str | os.PathLike) -> Path:
             stamp["hub_commit"] = commit  # the hub revision the files came from
     with atomic_path(tdir) as tmp:
         hf_tok.save_pretrained(str(tmp))
-        atomic_write_json(tmp / BUILD_FILE, {"fingerprint": _fingerprint(cfg, out), **stamp})
+        atomic_write_json(tmp / BUILD_FILE, {"fingerprint": _fingerprint(cfg, out, hub), **stamp})
     return tdir
 
 

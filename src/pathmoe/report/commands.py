@@ -1,4 +1,4 @@
-"""`pathmoe report table|figure|document ...`: thin CLI over the report library.
+"""`pathmoe report table|figure|curves|headlines|stats|document ...`: thin CLI over the report library.
 
 Every command takes explicit files (the parsed spec JSON the config stage writes, records.csv, the
 runs directory), never the experiment YAML.
@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(f, default_out="reports/figures")
     f.set_defaults(func=_figure)
 
+    c = sub.add_parser("curves", help="write <out-dir>/<group>.pdf and .png: a run group's training curves")
+    c.add_argument("group", help="the run group (base run) the figure is named after")
+    c.add_argument("--metrics", type=Path, nargs="+", required=True, help="each seed run's metrics.jsonl")
+    c.add_argument("--labels", nargs="+", required=True, help="one legend label per --metrics file (the seed runs)")
+    c.add_argument("--out-dir", type=Path, default=Path("reports/figures/curves"))
+    c.set_defaults(func=_curves)
+
     h = sub.add_parser("headlines", help="write <out-dir>/headlines.json and .tex: the text's headline numbers beside ours")
     _common(h, default_out="reports/tables")
     h.add_argument("--reference", type=Path, default=None, help="paper reference YAML (default: configs/paper_reference.yaml)")
@@ -47,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = sub.add_parser("document", help="write <out-dir>/pathmoe_report.tex and summary.md")
     d.add_argument("--spec", type=Path, required=True)
     d.add_argument("--out-dir", type=Path, default=Path("reports"))
+    d.add_argument("--curves", nargs="*", default=[], metavar="GROUP",
+                   help="run groups whose training curves (<out-dir>/figures/curves/<group>.pdf) the document includes")
     d.set_defaults(func=_document)
 
 
@@ -77,6 +86,13 @@ def _figure(args: argparse.Namespace) -> None:
     print("\n".join(str(p) for p in paths))
 
 
+def _curves(args: argparse.Namespace) -> None:
+    from pathmoe.report.curves import render_curves
+
+    paths = render_curves(args.group, args.metrics, args.labels, args.out_dir)
+    print("\n".join(str(p) for p in paths))
+
+
 def _headlines(args: argparse.Namespace) -> None:
     from pathmoe.report.headlines import render_headlines
 
@@ -93,4 +109,4 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _document(args: argparse.Namespace) -> None:
-    print(write_document(ReportSpec.from_json(args.spec), args.out_dir))
+    print(write_document(ReportSpec.from_json(args.spec), args.out_dir, args.curves))

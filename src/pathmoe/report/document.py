@@ -7,12 +7,13 @@ reports/figures/*.pdf), so the document step never recomputes a number.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pathmoe.io import atomic_write_text, read_json
 from pathmoe.report.latex import escape, fmt_auto, fmt_delta, render_template
 from pathmoe.report.spec import FIG3_DEFAULT_TASKS, FIGURES, TABLES, TABLES_WITH_REFERENCE, ReportSpec
 
+CURVES_DIR = "figures/curves"  # <report_dir>/figures/curves/<group>.{pdf,png}: pathmoe.report.curves
 FIGURE_CAPTIONS = {
     "fig3": "{tasks} accuracy over training, with and without the load balancing loss.",
     "fig4": "Cumulative token coverage of the top-k most frequent expert paths.",
@@ -40,11 +41,12 @@ def figure_caption(name: str, spec: ReportSpec) -> str:
     return FIGURE_CAPTIONS[name]
 
 
-def write_document(spec: ReportSpec, out_dir: Path) -> Path:
+def write_document(spec: ReportSpec, out_dir: Path, curves: Sequence[str] = ()) -> Path:
     """Write <out_dir>/pathmoe_report.tex and <out_dir>/summary.md; return the .tex path.
 
     Expects <out_dir>/tables/<name>.{tex,json} and <out_dir>/figures/<name>.pdf for every
-    configured artifact (FileNotFoundError naming the first missing one otherwise).
+    configured artifact, and <out_dir>/figures/curves/<group>.pdf for every run group in `curves`
+    (FileNotFoundError naming the first missing one otherwise).
     """
     out_dir = Path(out_dir)
     tables = [t for t in TABLES if t in spec.tables]
@@ -52,6 +54,7 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
     needed = [out_dir / "tables" / f"{t}.json" for t in tables] + [out_dir / "figures" / f"{f}.pdf" for f in figures]
     extra = (["stats"] if spec.stats else []) + (["headlines"] if spec.has_headlines else [])
     needed += [out_dir / "tables" / f"{t}.json" for t in extra]
+    needed += [out_dir / CURVES_DIR / f"{g}.pdf" for g in curves]
     for p in needed:
         if not p.is_file():
             raise FileNotFoundError(f"report document: {p} missing (render it first)")
@@ -60,7 +63,8 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
     figs = [{"name": f, "caption": escape(captions[f])} for f in figures]
     tex = out_dir / "pathmoe_report.tex"
     atomic_write_text(tex, render_template("report.tex.j2", tables=tables + (["stats"] if spec.stats else []),
-                                           figures=figs, comparisons=comparisons, headlines=spec.has_headlines))
+                                           figures=figs, comparisons=comparisons, headlines=spec.has_headlines,
+                                           curves=[{"group": g, "label": escape(g)} for g in curves]))
     summary = ["# PathMoE reproduction summary", "",
                "Accuracies in percent at the selected checkpoint; each cell is `ours (paper, Δ)` where the paper reports "
                "the number, with `± x` the 95% CI half-width over seeds where there are several.", ""]
@@ -76,6 +80,10 @@ def write_document(spec: ReportSpec, out_dir: Path) -> Path:
         summary += markdown_headlines(read_json(out_dir / "tables" / "headlines.json")) + [""]
     if figures:
         summary += ["## Figures", ""] + [f"- `{f}`: {captions[f]} (figures/{f}.png)" for f in figures] + [""]
+    if curves:
+        summary += ["## Training curves", "", "Loss, learning rate, gradient norm and per-layer expert load of each run "
+                    "group (its seeds), from metrics.jsonl:", ""]
+        summary += [f"- `{g}`: {CURVES_DIR}/{g}.png" for g in curves] + [""]
     atomic_write_text(out_dir / "summary.md", "\n".join(summary))
     return tex
 

@@ -24,6 +24,7 @@ from pathmoe.io import atomic_path, atomic_write_json, atomic_write_text, read_j
 from pathmoe.train.integrity import (DATA_MARKER, MARKER, SETTINGS_MARKER, CheckpointRecorder, forget,
                                      shared_hashes, verify_tag)
 from pathmoe.train.spec import ON_DATA_CHANGE
+from pathmoe.train.trackers import TRACKER_FILES
 
 KEEP_DS = 2
 
@@ -162,7 +163,7 @@ def prune_exports(hf_dir: Path, keep: int, pinned: Iterable[int]) -> list[int]:
     return kept
 
 
-STATE_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", "train_summary.json")
+STATE_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", "train_summary.json", *TRACKER_FILES)
 
 
 class DataChangedError(ValueError):
@@ -170,12 +171,13 @@ class DataChangedError(ValueError):
 
 
 def settings_hash(run_config: dict[str, Any]) -> str:
-    """Hash of what training depends on in the run spec: not eval/analysis, not on_data_change."""
+    """Hash of what training depends on in the run spec: not eval/analysis, not on_data_change, not
+    the trackers it is mirrored to (adding one to a finished or running run never retrains it)."""
     from pathmoe.audit.hashing import config_hash
     from pathmoe.config import POST_TRAINING_KEYS
 
     spec = {k: v for k, v in run_config.items() if k not in POST_TRAINING_KEYS}
-    spec["train"] = {k: v for k, v in (spec.get("train") or {}).items() if k != "on_data_change"}
+    spec["train"] = {k: v for k, v in (spec.get("train") or {}).items() if k not in ("on_data_change", "trackers")}
     return config_hash(spec)
 
 

@@ -23,13 +23,14 @@ from typing import Any, Sequence
 
 from pathmoe.io import read_json, sha256_file
 from pathmoe.model.export import RUN_MARKER
+from pathmoe.train.trackers import TRACKER_FILES
 
 MARKER = "complete.json"  # ds_ckpt/complete.json: the DeepSpeed tags whose save finished on every rank
 SETTINGS_MARKER = RUN_MARKER  # state_hash: hash of the run spec the state was trained under
 DATA_MARKER = "data_hash"  # pathmoe.data.dataset_identity of the data it was trained on
 # Everything `--restart` discards: the training state, its markers and the finished-run summary.
 RESTART_FILES = ("ds_ckpt", "hf", "metrics.jsonl", "restricted_paths.json", SETTINGS_MARKER, DATA_MARKER,
-                 "train_summary.json", "train_summary.json.prov.json", "tensorboard")
+                 "train_summary.json", "train_summary.json.prov.json", *TRACKER_FILES)
 
 
 def _record_path(path: Path) -> Path:

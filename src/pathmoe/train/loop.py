@@ -33,6 +33,7 @@ from pathmoe.train.runspec import load_run_config, source_step
 from pathmoe.train.sampler import sample_windows
 from pathmoe.train.schedule import lr_factor
 from pathmoe.train.spec import TrainSpec, parse_train_spec
+from pathmoe.train.trackers import Trackers
 
 THROUGHPUT_WARMUP = 2  # steps excluded from tokens/s (allocator, JIT, first-touch)
 
@@ -195,7 +196,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
         set_rng_state(client["rng"][rank] if rank < len(client["rng"]) else client["rng"][0])
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=rank == 0)
     log.truncate_after(start)
-    tb = _tensorboard(run_dir, spec, rank)
+    trackers = Trackers(spec.trackers, run_dir, rc, start, rank)
 
     n_experts = int(engine.module.config.n_experts)
     tokens_per_step = spec.micro_batch_size * accum * spec.seq_len
@@ -221,7 +222,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
             last_log_t, last_log_step = now, n
             log.write(rec)
             last = rec
-            _tb_write(tb, rec)
+            trackers.log(rec)
             if rank == 0 and not tty:
                 print(f"step {n}/{spec.steps} loss {rec['loss']:.4f} lr {lr:.3g} "
                       f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
@@ -233,8 +234,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
             ckpts.save(engine, n, {"step": n, "rng": states})
     bar.close()
     log.close()
-    if tb is not None:
-        tb.close()
+    trackers.close()
 
     per_gpu = meter.tokens_per_s()
     summary = {"steps": spec.steps, "tokens_per_s": per_gpu * world, "tokens_per_s_per_gpu": per_gpu,
@@ -352,22 +352,3 @@ def _export(engine: Any, spec: TrainSpec, run_dir: Path, data_dir: Path, step: i
         prune_exports(run_dir / "hf", spec.keep_exports, spec.export_steps)
     _barrier()
 
-
-def _tensorboard(run_dir: Path, spec: TrainSpec, rank: int) -> Any:
-    if not spec.tensorboard or rank != 0:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print("train.tensorboard=true but tensorboard is not installed; logging to metrics.jsonl only",
-              file=sys.stderr)
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _tb_write(tb: Any, rec: dict[str, Any]) -> None:
-    if tb is None:
-        return
-    for key, value in rec.items():
-        if key != "step" and isinstance(value, (int, float)):
-            tb.add_scalar(f"train/{key}", value, rec["step"])

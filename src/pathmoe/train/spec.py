@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathmoe.tracker_rules import REPLACED_KEY, check_trackers
+
 PRECISIONS = ("fp32", "bf16")
 ON_DATA_CHANGE = ("restart", "refuse")
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,7 +39,7 @@ class TrainSpec:
     export_every: int = 50
     export_steps: tuple[int, ...] = field(default_factory=tuple)
     keep_exports: int = 5
-    tensorboard: bool = False
+    trackers: tuple[str, ...] = field(default_factory=tuple)  # pathmoe.tracker_rules.TRACKERS
     compile: bool = False
     activation_checkpointing: bool = False
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
@@ -62,6 +64,8 @@ def parse_train_spec(train: dict[str, Any]) -> TrainSpec:
     if not isinstance(train, dict):
         raise ValueError(f"train: expected a mapping, got {type(train).__name__}")
     known = {f.name for f in dataclasses.fields(TrainSpec)}
+    if REPLACED_KEY[0] in train:
+        raise ValueError(REPLACED_KEY[1])
     unknown = sorted(set(train) - known)
     if unknown:
         raise ValueError(f"train.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
@@ -89,6 +93,8 @@ def parse_train_spec(train: dict[str, Any]) -> TrainSpec:
         if not (isinstance(b, (list, tuple)) and len(b) == 2 and all(0 <= float(x) < 1 for x in b)):
             raise ValueError(f"train.betas={b!r}: expected two numbers in [0, 1)")
         kw["betas"] = (float(b[0]), float(b[1]))
+    if "trackers" in kw:
+        kw["trackers"] = tuple(check_trackers(kw["trackers"]))
     if "export_steps" in kw:
         s = kw["export_steps"]
         if not isinstance(s, (list, tuple)) or not all(isinstance(x, int) and x >= 1 for x in s):
