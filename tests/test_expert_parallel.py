@@ -155,7 +155,7 @@ def test_ep2_export_equals_training_without_expert_parallelism(runs):
     Compared at step 10: routing is discrete, so once float-level differences of the reduction order
     flip one top-k choice (here after ~15 steps at lr 1e-2) the two runs drift apart like any two
     runs with different summation orders; up to then they agree to float precision (Adam turns a
-    gradient's last-bit difference into up to ~1e-5 of a weight whose gradient is near zero).
+    gradient's last-bit difference into up to ~1e-4 of a weight whose gradient is near zero).
     A wrong gather or expert placement differs by the weights' own scale (~1e-2).
     """
     ep = load_file(str(runs["ref"] / "hf/step_10/model.safetensors"))
@@ -163,11 +163,13 @@ def test_ep2_export_equals_training_without_expert_parallelism(runs):
     assert ep.keys() == plain.keys()
     for k in ep:
         assert ep[k].shape == plain[k].shape, k
-        assert np.allclose(ep[k], plain[k], rtol=1e-3, atol=1e-4), (k, float(np.abs(ep[k] - plain[k]).max()))
+        assert np.allclose(ep[k], plain[k], rtol=1e-3, atol=3e-4), (k, float(np.abs(ep[k] - plain[k]).max()))
     a, b = read_metrics(runs["ref"] / "metrics.jsonl")[:10], read_metrics(runs["dropless"] / "metrics.jsonl")[:10]
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 11))
     assert np.allclose([r["lm_loss"] for r in a], [r["lm_loss"] for r in b], rtol=1e-6)
-    assert np.allclose([r["grad_norm"] for r in a], [r["grad_norm"] for r in b], rtol=1e-4)
+    # the global grad norm summed over the expert-parallel group; at the loss spikes (norm ~20x the
+    # usual) it amplifies the float noise to ~1e-3 relative
+    assert np.allclose([r["grad_norm"] for r in a], [r["grad_norm"] for r in b], rtol=5e-3)
 
 
 LOAD_SCRIPT = textwrap.dedent("""
