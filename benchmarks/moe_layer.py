@@ -120,6 +120,7 @@ def main() -> None:
 
     from pathmoe.io import atomic_write_text
 
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = str(args.threads)
@@ -145,7 +146,10 @@ def main() -> None:
         f"Command: `python benchmarks/moe_layer.py --tokens {args.tokens} --threads {args.threads} "
         f"--repeats {args.repeats} --rounds {args.rounds}`",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, {args.threads} threads "
-        f"(shared with other jobs); torch {torch.__version__}, Python {platform.python_version()}.",
+        f"(shared with other jobs); torch {torch.__version__}, Python {platform.python_version()}. Load average "
+        f"(1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        + (": other jobs held the CPUs, so the times say little about the dispatches (memory is unaffected)."
+           if max(load_before, os.getloadavg()[0]) > 1.5 * (os.cpu_count() or 1) else "."),
         "Layer: 16 experts, top-4, d 1280, expert hidden 768 (GELU), "
         f"{args.tokens} tokens, fp32, CPU; DeepSpeed capacity factor 1.25. deepspeed_ep2: 2 torchrun ranks (gloo), "
         f"8 experts, {args.tokens // EP} tokens and {max(1, args.threads // EP)} thread(s) each; time of the slower "

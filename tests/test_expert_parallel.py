@@ -201,3 +201,30 @@ def test_eval_and_analysis_load_exports_of_both_dispatches_without_process_group
     for ckpt in ckpts:
         eval_dispatch, analysis_dispatch, eval_sum, analysis_sum = out[ckpt]
         assert eval_dispatch == analysis_dispatch == "dropless" and eval_sum == analysis_sum
+
+
+@pytest.mark.slow
+def test_ep2_with_data_parallel_2_on_4_ranks_equals_dropless(tmp_path):
+    """4 ranks: expert-parallel groups [0, 1] and [2, 3], each expert data parallel over 2 ranks; the
+    export (gathered on ranks 0-1) equals a 4-rank dropless run's at step 10 to float precision."""
+    import copy
+
+    from pathmoe.data import prepare_dataset
+
+    data = tmp_path / "data" / "builtin"
+    prepare_dataset(copy.deepcopy(DATASET), data)
+    over = {"steps": 10, "ckpt_every": 5, "export_steps": [], "global_batch_size": 8}
+    ep = _write_rc(tmp_path / "ep2dp2", data, EP2, over)
+    plain = _write_rc(tmp_path / "dl4", data, {}, over)
+    for rc in (ep, plain):
+        _train(rc, nproc=4)
+    assert read_json(ep.parent / "train_summary.json")["world_size"] == 4
+    names = {p.name for p in (ep.parent / "ds_ckpt/step_5").iterdir()}
+    assert {f"layer_{l}_expert_{e}_mp_rank_00_model_states.pt" for l in range(8) for e in range(4)} <= names
+    a = load_file(str(ep.parent / "hf/step_10/model.safetensors"))
+    b = load_file(str(plain.parent / "hf/step_10/model.safetensors"))
+    assert a["layers.0.ffn.experts.w_up"].shape[0] == 4
+    for k in a:
+        assert np.allclose(a[k], b[k], rtol=1e-3, atol=3e-4), (k, float(np.abs(a[k] - b[k]).max()))
+    la, lb = read_metrics(ep.parent / "metrics.jsonl"), read_metrics(plain.parent / "metrics.jsonl")
+    assert np.allclose([r["lm_loss"] for r in la], [r["lm_loss"] for r in lb], rtol=1e-6)
