@@ -45,6 +45,9 @@ rule analyze_traces:
         f"{OUT}/runs/{{run}}/analysis/{{kind}}.json",
     wildcard_constraints:
         kind="|".join(RULE_ANALYSES),
+    # CPU analyses of a trace file, minutes each at paper scale: the SLURM profile batches up to 8
+    # of them into one job (group-components) instead of one sbatch each
+    group: "trace_analyses"
     params:
         # analysis.top_paths: how many frequent paths specialization.json lists (Fig 5 draws a prefix)
         num_paths=lambda wc: (["--num-paths", str(EXP.runs[wc.run].analysis["top_paths"])]

@@ -1,4 +1,6 @@
 # Data: resolved dataset spec -> raw documents -> tokenizer -> token shards.
+# The three jobs of a dataset run one after the other: on a cluster they are one job (`group:
+# "data"`, one sbatch and one queue wait per dataset), asking for the largest of their resources.
 #
 # Each data job's declared output is a small stamp flagged update(): raw/manifest.json,
 # tokenizer/ and shards/index.json. Snakemake never deletes an update() output before the job,
@@ -15,6 +17,11 @@ localrules: dataset_config
 
 def data_dir(wildcards):
     return f"{OUT}/data/{wildcards.dataset}"
+
+
+def data_resource(key):
+    """One SLURM resource of a dataset's data jobs (datasets.<name>.resources, pathmoe.config)."""
+    return lambda wildcards: EXP.data_resources[wildcards.dataset][key]
 
 
 rule dataset_config:
@@ -35,11 +42,13 @@ rule fetch_documents:
         sources=lambda wc: source_input_files(EXP.dataset_config(wc.dataset)),
     output:
         update(f"{OUT}/data/{{dataset}}/raw/manifest.json"),
+    group: "data"
     params:
         out=data_dir,
         lock=lambda wc: EXP.revision_lock_args(wc.dataset),
     resources:
-        runtime=600,
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data fetch --dataset-config {input.cfg:q} --out {params.out:q} {params.lock:q}",
                  deterministic=True)
@@ -63,10 +72,14 @@ rule build_tokenizer:
         local=lambda wc: tokenizer_input_files(EXP.dataset_config(wc.dataset)),
     output:
         update(directory(f"{OUT}/data/{{dataset}}/tokenizer")),
+    group: "data"
     params:
         out=data_dir,
         reads=lambda wc: [f"{data_dir(wc)}/raw/train.jsonl"] if trains_bpe(wc) else [],
         lock=lambda wc: EXP.revision_lock_args(wc.dataset),
+    resources:
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data tokenizer --dataset-config {input.cfg:q} --out {params.out:q} {params.lock:q}",
                  deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"
@@ -79,15 +92,18 @@ rule tokenize:
         tokenizer=f"{OUT}/data/{{dataset}}/tokenizer",
     output:
         update(f"{OUT}/data/{{dataset}}/shards/index.json"),
+    group: "data"
     params:
         out=data_dir,
         reads=raw_files,
     # tokenize_to_shards runs num_workers encoding processes: reserve that many cores. Snakemake
-    # caps threads at --cores (for a SLURM submission: the submit host's cores), which is why the
-    # SLURM profile still states tokenize's cpus_per_task itself.
+    # caps threads at --cores (for a SLURM submission: the submit host's cores), so the SLURM job
+    # asks for its CPUs through cpus_per_task, from the same config value.
     threads: lambda wc: EXP.dataset_config(wc.dataset)["num_workers"]
     resources:
-        runtime=1440,
+        cpus_per_task=lambda wc: EXP.dataset_config(wc.dataset)["num_workers"],
+        mem_mb=data_resource("mem_mb"),
+        runtime=data_resource("runtime"),
     shell:
         recorded("pathmoe data tokenize --dataset-config {input.cfg:q} --out {params.out:q}",
                  deterministic=True, reads="{params.reads:q}") + " && touch {output:q}"

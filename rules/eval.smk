@@ -40,6 +40,10 @@ rule eval:
         recorded("pathmoe eval run --run-config {input.cfg:q}") + " > {log:q} 2>&1"
 
 
+# concatenating the runs' small CSVs: on the submit host, not one sbatch job
+localrules: collect_records
+
+
 rule collect_records:
     """All runs' eval records in one tidy table (results/records.csv)."""
     input:

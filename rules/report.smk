@@ -4,7 +4,9 @@
 from pathmoe.config import REPORT_OWNER_FILE, report_owner
 from pathmoe.report import FIGURES, TABLES, TABLES_WITH_REFERENCE
 
-localrules: report_spec
+# Every report job reads small JSON/CSV files and writes a table or figure in seconds: on a cluster
+# they run on the submit host instead of one sbatch (and queue wait) each.
+localrules: report_spec, table_with_reference, table_plain, figure, training_curves, headlines, stats, document
 
 SPEC = f"{OUT}/report_spec.json"
 REPORT_TABLES = [t for t in TABLES if EXP.report is not None and t in EXP.report.tables]

@@ -48,14 +48,22 @@ def train_gpus(wildcards):
     return stage_gpus(wildcards.run, "train")
 
 
+def train_processes(wildcards):
+    """Training processes of the job: one per GPU, or resources.train.tasks per node for a CPU run."""
+    res = EXP.runs[wildcards.run].resources["train"]
+    return (res["gpus"] or res["tasks"]) * res["nodes"]
+
+
 def launcher(wildcards):
-    """`srun` when the run spans several GPUs (one process per GPU), else nothing. Across nodes,
-    every rank must agree on the rendezvous host: the allocation's first node."""
-    if train_gpus(wildcards) <= 1:
+    """`srun` with the job's task layout when the run has several processes (one per GPU, or a CPU
+    run's tasks), else nothing. The layout is explicit: the slurm plugin's job step clears the
+    allocation's SLURM_* variables before running the command, so a bare `srun` would start one task.
+    Built from validated integers only (never a config string)."""
+    processes = train_processes(wildcards)
+    if processes <= 1:
         return ""
-    if EXP.runs[wildcards.run].resources["train"]["nodes"] > 1:
-        return 'env MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)" srun'
-    return "srun"
+    per_node = processes // EXP.runs[wildcards.run].resources["train"]["nodes"]
+    return f"srun --ntasks={processes} --ntasks-per-node={per_node}"
 
 
 rule train:
@@ -71,21 +79,27 @@ rule train:
         run="|".join(map(re.escape, TRAINED_RUNS)),
     params:
         launcher=launcher,
+        stop_margin=stage_resource("train", "stop_margin_s"),
+        log=lambda wc: f"{OUT}/runs/{wc.run}/train.log",
     threads: lambda wc: EXP.runs[wc.run].train.get("threads") or 1
     # For the slurm executor plugin (tests/test_dag.py builds the sbatch line from these): a
-    # multi-GPU run is an MPI-style job (`mpi`), one srun task per GPU (`tasks`, `tasks_per_gpu`);
-    # None leaves a resource unset (single-GPU and CPU runs).
+    # multi-process run is an MPI-style job (`mpi`), one srun task per GPU or per CPU process
+    # (`tasks`, `tasks_per_gpu`); None leaves a resource unset (single-process runs). The time
+    # limit is the config's per-job `runtime`: a longer run stops stop_margin_s before it with a
+    # checkpoint and requeues itself (docs/slurm.md), so the log is appended to, never truncated.
     resources:
         gpu=train_gpus,
         nodes=stage_resource("train", "nodes"),
-        tasks=lambda wc: train_gpus(wc) if launcher(wc) else None,
+        tasks=lambda wc: train_processes(wc) if launcher(wc) else None,
         tasks_per_gpu=lambda wc: 1 if train_gpus(wc) else None,
         cpus_per_gpu=stage_resource("train", "cpus_per_gpu"),
         mem_mb=stage_resource("train", "mem_mb"),
         runtime=stage_resource("train", "runtime"),
         mpi=lambda wc: "srun" if launcher(wc) else None,
-    log:
-        f"{OUT}/runs/{{run}}/train.log",
+        slurm_extra="--open-mode=append",
     shell:
-        # params.launcher is a fixed snippet built above from code, never from config values
-        recorded("{params.launcher} pathmoe train --run-config {input.cfg:q}") + " > {log:q} 2>&1"
+        # params.launcher is a fixed snippet built above from code and validated integers. The log is
+        # appended to, not a `log:` file (which Snakemake deletes when the job starts): it keeps the
+        # output of every start of a requeued job, the stop and requeue notices included.
+        recorded("{params.launcher} pathmoe train --run-config {input.cfg:q} --stop-margin-s {params.stop_margin:q}")
+        + " >> {params.log:q} 2>&1"

@@ -236,3 +236,36 @@ def test_runs_with_lbl_carry_the_lbl_reduction_in_their_spec():
     exp = load_experiment(DEFAULT)
     assert exp.run_config("indep_s0")["model"]["lbl_reduction"] == "mean"
     assert "lbl_reduction" not in exp.run_config("pathb4_s0")["model"]  # no LBL: the reduction is moot
+
+
+def test_cpu_processes_only_for_cpu_runs():
+    msg = bad(lambda c: c["scales"]["tiny"].update(resources={"train": {"gpus": 8, "tasks": 2}}))
+    assert "resources.train.tasks=2 with gpus=8" in msg and "leave tasks at 1" in msg
+
+
+def test_data_resources_come_from_the_dataset_and_stay_out_of_its_config():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["datasets"]["builtin"]["resources"] = {"mem_mb": 2000}
+    exp = load_experiment(cfg)
+    assert exp.data_resources["builtin"] == {"mem_mb": 2000, "runtime": 1440}
+    assert "resources" not in exp.dataset_config("builtin")  # scheduling never rebuilds data
+    assert exp.dataset_config("builtin") == load_experiment(DEFAULT).dataset_config("builtin")
+    msg = bad(lambda c: c["datasets"]["builtin"].update(resources={"cpus": 4}))
+    assert "datasets.builtin.resources.cpus is not a key; allowed: mem_mb, runtime" in msg
+    msg = bad(lambda c: c["datasets"]["builtin"].update(resources={"runtime": 0}))
+    assert "datasets.builtin.resources.runtime=0" in msg
+
+
+def test_plan_counts_slurm_jobs_per_run():
+    from pathmoe.cost import estimate_gpu_hours
+
+    costs = {c.run: c for c in estimate_gpu_hours(load_experiment(REPO_CONFIGS / "paper-0.9b.yaml"), 989e12, 0.35)}
+    indep, big = costs["indep_s0"], costs["indep_16b_s0"]
+    assert indep.gpus == 32 and indep.job_minutes == 2880 and indep.wall_hours == pytest.approx(145.5, abs=0.1)
+    assert indep.jobs == 4  # 145.5 h at 48 h per job less the stop margin
+    assert big.gpus == 128 and big.jobs == 3  # 157.7 h at 72 h
+
+
+def test_train_only_resource_keys_are_refused_elsewhere():
+    msg = bad(lambda c: c["scales"]["tiny"].update(resources={"eval": {"tasks": 2}}))
+    assert "scales.tiny.resources.eval.tasks is not a key of that stage" in msg

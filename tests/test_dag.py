@@ -69,29 +69,34 @@ def slurm_jobs(*targets: str) -> list[tuple[str, dict[str, str], int, dict]]:
                           "--configfile", "configs/paper-0.9b.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     jobs = []
-    for block in re.split(r"^(?=(?:local)?rule \w+:$)", res.stdout + res.stderr, flags=re.M)[1:]:
-        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+    # members of a group job are printed indented
+    for block in re.split(r"^(?= *(?:local)?rule \w+:$)", res.stdout + res.stderr, flags=re.M)[1:]:
+        fields = dict(re.findall(r"^ {4,8}(\w+): (.*)$", block, re.M))
         resources = {}
         for item in fields.get("resources", "").split(", "):
             key, _, value = item.partition("=")
             resources[key] = int(value) if value.isdigit() else value
         wildcards = dict(w.split("=", 1) for w in fields["wildcards"].split(", ")) if "wildcards" in fields else {}
-        jobs.append((re.match(r"(?:local)?rule (\w+):", block).group(1), wildcards,
+        jobs.append((re.match(r" *(?:local)?rule (\w+):", block).group(1), wildcards,
                      int(fields.get("threads", 1)), resources))
     return jobs
 
 
 def sbatch_line(threads: int, resources: dict) -> list[str]:
-    """The sbatch arguments the installed slurm executor plugin builds for a job's resources."""
+    """The sbatch arguments the installed slurm executor plugin builds for a job's resources, with the
+    partition it picks from the profile's slurm/partitions.yaml."""
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     class Resources(dict):
         __getattr__ = dict.__getitem__
 
-    job = SimpleNamespace(resources=Resources(resources), threads=threads)
+    job = SimpleNamespace(resources=Resources(resources), threads=threads, name="job")
+    logger = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None)
+    partition = get_best_partition(read_partition_file(ROOT / "slurm/partitions.yaml"), job, logger)
     params = {"run_uuid": "uuid", "slurm_logfile": "slurm.log", "comment_str": "job", "workdir": str(ROOT),
-              "account": f"-A {resources['slurm_account']}", "partition": f"-p {resources['slurm_partition']}"}
+              "account": f"-A {resources['slurm_account']}", "partition": f"-p {partition}"}
     return (get_submit_command(job, params) + set_gres_string(job)).split()
 
 
@@ -110,7 +115,11 @@ def test_slurm_submission_lines():
     assert {"--nodes=4", "--ntasks=32", "--cpus-per-gpu=8", "--gpus=32"} <= set(train_09b)
     evaluation = lines["eval", "indep_s0"]
     assert {"--gpus=1", "--cpus-per-gpu=8"} <= set(evaluation)
-    assert "--cpus-per-task=32" in lines["tokenize", "fineweb"]
+    assert "--cpus-per-task=32" in lines["tokenize", "fineweb"]  # the dataset's num_workers
+    for key in (("train", "indep_16b_s0"), ("train", "indep_s0"), ("eval", "indep_s0")):
+        assert lines[key][lines[key].index("-p") + 1] == "gpu", lines[key]
+    assert lines["tokenize", "fineweb"][lines["tokenize", "fineweb"].index("-p") + 1] == "cpu"
+    assert "--open-mode=append" in train_09b and "--open-mode=append" not in evaluation
     for key in (("train", "indep_16b_s0"), ("train", "indep_s0"), ("eval", "indep_s0")):
         assert not any(f.startswith("--cpus-per-task") for f in lines[key]), lines[key]
 

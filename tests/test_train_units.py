@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -162,15 +163,16 @@ def test_resume_checkpoints_trust_only_the_marker(tmp_path):
     assert ck.complete_tags() == ["step_30", "step_40"]
 
 
-def test_cli_accepts_launcher_local_rank():
-    import argparse
+def test_cli_accepts_launcher_local_rank(monkeypatch):
+    """DeepSpeed's launcher runs `python -m pathmoe.cli --local_rank=N train ...` (before the command)."""
+    from pathmoe.cli import take_local_rank
 
-    from pathmoe.train.commands import register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "--run-config", "rc.json", "--local_rank=3"])
-    assert args.run_config == "rc.json" and args.local_rank == 3
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert take_local_rank(["--local_rank=3", "train", "--run-config", "rc.json"]) == ["train", "--run-config", "rc.json"]
+    assert os.environ["LOCAL_RANK"] == "3"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert take_local_rank(["train", "--run-config", "rc.json", "--local-rank", "1"]) == ["train", "--run-config", "rc.json"]
+    assert os.environ["LOCAL_RANK"] == "1"
 
 
 def test_state_of_a_different_run_spec_is_dropped(tmp_path):

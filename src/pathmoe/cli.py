@@ -120,8 +120,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def take_local_rank(argv: list[str]) -> list[str]:
+    """`argv` without the `--local_rank=N` that DeepSpeed's launcher inserts before the command
+    (`python -m pathmoe.cli --local_rank=0 train ...`); N becomes LOCAL_RANK unless that is set."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in ("--local_rank", "--local-rank"):
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            if not value.isdigit():
+                raise SystemExit(f"pathmoe: error: {name} needs a non-negative integer, got {value!r}")
+            os.environ.setdefault("LOCAL_RANK", value)
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_local_rank(sys.argv[1:] if argv is None else argv)
     known = argv and (argv[0] in STAGES or argv[0] in EXPERIMENT_COMMANDS)
     parser = build_parser(argv[0] if known else None)
     args = parser.parse_args(argv)

@@ -48,10 +48,16 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
 # a job's resources never depend on whether a scale names the stage; the rules read them
 # (rules/common.smk stage_resource). A job's CPUs: `cpus_per_gpu` (train), `cpus` (eval).
 RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": {"gpus": 0, "nodes": 1, "cpus_per_gpu": 8, "mem_mb": 4000, "runtime": 60},
+    # train.tasks: processes per node of a CPU-only run (GPU runs: one per GPU); train.stop_margin_s:
+    # checkpoint and requeue this long before the job's time limit (pathmoe.train.preempt)
+    "train": {"gpus": 0, "nodes": 1, "tasks": 1, "cpus_per_gpu": 8, "mem_mb": 4000, "runtime": 60,
+              "stop_margin_s": 600},
     "eval": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
     "analysis": {"gpus": 0, "nodes": 1, "cpus": 8, "mem_mb": 8000, "runtime": 60},
 }
+# SLURM resources of a dataset's data jobs (`datasets.<name>.resources`; tokenize also gets
+# num_workers CPUs). Scheduling only: kept out of the data stage's config and hashes.
+DATA_RESOURCE_DEFAULTS: dict[str, int] = {"mem_mb": 8000, "runtime": 1440}
 # Keys of a `datasets:` entry that only name it in reports (Table 5: "Fineweb-100B", "Llama 2 (32k)").
 DATASET_NAME_KEYS = ("label", "tokenizer_label")
 # Run-spec sections only the stages after training read (see Experiment.train_config); `train_dir`
@@ -149,6 +155,7 @@ class Experiment:
     cost: dict = field(default_factory=dict)
     audit: dict = field(default_factory=lambda: copy.deepcopy(AUDIT_DEFAULTS))
     report: Any = None  # pathmoe.report.ReportSpec when the config has a `report:` section
+    data_resources: dict[str, dict] = field(default_factory=dict)  # dataset -> DATA_RESOURCE_DEFAULTS keys
     # <config>.lock.yaml beside the config file: the hub commits its downloads are pinned to
     # (pathmoe.hub); None for a config given as a dict
     revision_lock: Path | None = None
@@ -293,8 +300,24 @@ def _check_eval_tasks(prefix: str, evl: dict) -> None:
               f"nor eval.curve_tasks")
 
 
+def _data_resources(name: str, declared: Any) -> dict[str, int]:
+    if not isinstance(declared, dict):
+        _fail(f"datasets.{name}.resources={declared!r} is not allowed; allowed: a mapping of "
+              f"{', '.join(DATA_RESOURCE_DEFAULTS)}")
+    for key, value in declared.items():
+        if key not in DATA_RESOURCE_DEFAULTS:
+            _fail(f"datasets.{name}.resources.{key} is not a key; allowed: {', '.join(DATA_RESOURCE_DEFAULTS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            _fail(f"datasets.{name}.resources.{key}={value!r} is not allowed; allowed: an integer >= 1")
+    return {**DATA_RESOURCE_DEFAULTS, **declared}
+
+
 def _check_run_settings(base: str, model: dict, train: dict, resources: dict) -> None:
     """Cross-key rules that would otherwise fail only inside a job."""
+    res = resources["train"]
+    if res["gpus"] and res["tasks"] != 1:
+        _fail(f"runs.{base}: resources.train.tasks={res['tasks']} with gpus={res['gpus']}; a GPU run has one "
+              "process per GPU: leave tasks at 1 (tasks is for CPU-only runs)")
     if train["warmup_steps"] > train["steps"]:
         _fail(f"runs.{base}.train.warmup_steps={train['warmup_steps']} exceeds train.steps={train['steps']}")
     merged = {**MODEL_DEFAULTS, **model}
@@ -303,10 +326,10 @@ def _check_run_settings(base: str, model: dict, train: dict, resources: dict) ->
         _fail(f"runs.{base}.train.zero_stage={train['zero_stage']} with model.dispatch='deepspeed': DeepSpeed's "
               "MoE layers support ZeRO stages 0-2; use zero_stage <= 2 or dispatch: dropless")
     if merged["dispatch"] == "deepspeed" and ep > 1:
-        procs = resources["train"]["gpus"] * resources["train"]["nodes"] or 1
+        procs = (resources["train"]["gpus"] or resources["train"]["tasks"]) * resources["train"]["nodes"]
         if procs % ep:
             _fail(f"runs.{base}.model.expert_parallel_size={ep} must divide the run's {procs} training "
-                  f"process(es) (resources.train gpus x nodes; a CPU run is 1 process)")
+                  f"process(es) (resources.train gpus, or tasks for a CPU run, x nodes)")
 
 
 def check_report_owner(exp: Experiment) -> None:
@@ -392,8 +415,9 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None,
 
     from pathmoe.data import validate_dataset_config
 
-    datasets, dataset_names = {}, {}
+    datasets, dataset_names, data_resources = {}, {}, {}
     for name, dcfg in cfg["datasets"].items():
+        data_resources[name] = _data_resources(name, dcfg.pop("resources", {}))
         # printed names (Table 5) are report settings: kept out of the data stage's config and hashes
         dataset_names[name] = {k: dcfg.pop(k) for k in DATASET_NAME_KEYS if k in dcfg}
         for key, value in dataset_names[name].items():
@@ -447,6 +471,11 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None,
         if scfg.get("eval") or rcfg.get("eval"):
             _check_eval_tasks(f"runs.{base}.", evl)  # merged: eval < scales.<scale>.eval < runs.<base>.eval
         declared = scfg.get("resources", {})
+        for stage, keys in declared.items():
+            extra = sorted(set(keys) - set(RESOURCE_DEFAULTS[stage]))
+            if extra:
+                _fail(f"scales.{scale}.resources.{stage}.{extra[0]} is not a key of "
+                      f"that stage; allowed: {', '.join(RESOURCE_DEFAULTS[stage])}")
         resources = {stage: deep_merge(stage_defaults, declared.get(stage))
                      for stage, stage_defaults in RESOURCE_DEFAULTS.items()}
         _check_run_settings(base, model, train, resources)
@@ -466,6 +495,7 @@ def load_experiment(source: str | Path | dict, overrides: dict | None = None,
     exp = Experiment(
         name=cfg["name"], output_dir=output_dir, report_dir=Path(cfg.get("report_dir", f"reports/{cfg['name']}")),
         datasets=datasets, runs=runs, base_runs=base_runs, cost=deep_merge(COST_DEFAULTS, cfg.get("cost")),
+        data_resources=data_resources,
         audit=deep_merge(AUDIT_DEFAULTS, cfg.get("audit")),
     )
     if config_file is not None:

@@ -9,6 +9,7 @@ shows each training's per-GPU memory at its layout (pathmoe.memory).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,19 @@ class RunCost:
     gpu_hours: float
     total_params: int
     active_params: int
+    gpus: int = 1            # GPUs of its training job (resources.train gpus x nodes)
+    job_minutes: int = 60    # the job's time limit (resources.train.runtime)
+    stop_margin_s: int = 0   # checkpoint + requeue this long before the limit
+
+    @property
+    def wall_hours(self) -> float:
+        return self.gpu_hours / self.gpus
+
+    @property
+    def jobs(self) -> int:
+        """SLURM jobs (the first + its requeues) the training needs at this per-job time limit."""
+        usable_s = max(self.job_minutes * 60 - self.stop_margin_s, 60)
+        return max(1, math.ceil(self.wall_hours * 3600 / usable_s))
 
 
 def parameter_counts(model: dict) -> dict[str, int]:
@@ -62,8 +76,10 @@ def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[Ru
         model = {**spec.model, "vocab_size": run_vocab_size(exp, run)}
         tokens = train_tokens(spec.train)
         counts = parameter_counts(model)
+        res = spec.resources["train"]
         costs.append(RunCost(run, spec.scale, tokens, run_gpu_hours(model, spec.train, gpu_flops, mfu),
-                             counts["total"], counts["active"]))
+                             counts["total"], counts["active"], max(1, res["gpus"] * res["nodes"]),
+                             res["runtime"], res["stop_margin_s"]))
     return costs
 
 
@@ -88,11 +104,14 @@ def format_plan(costs: list[RunCost], gpu_flops: float, mfu: float) -> str:
     Parameter counts sit beside the cost so iso-parameter questions (router sharing removes
     parameters) are answered before training: `params` is total / active.
     """
-    lines = [f"GPU-hour estimate at {gpu_flops / 1e12:.0f} TFLOP/s per GPU and MFU {mfu:.0%}:",
-             f"{'run':<24} {'scale':<8} {'params (total / active)':>26} {'tokens':>12} {'GPU-hours':>12}"]
+    lines = [f"GPU-hour estimate at {gpu_flops / 1e12:.0f} TFLOP/s per GPU and MFU {mfu:.0%}; `jobs`: SLURM jobs "
+             "at the run's time limit (resources.train.runtime), each requeueing the next (docs/slurm.md):",
+             f"{'run':<24} {'scale':<8} {'params (total / active)':>26} {'tokens':>12} {'GPU-hours':>12}"
+             f" {'GPUs':>5} {'wall h':>8} {'limit h':>8} {'jobs':>5}"]
     for c in costs:
         params = f"{_short(c.total_params)} / {_short(c.active_params)}"
-        lines.append(f"{c.run:<24} {c.scale:<8} {params:>26} {c.tokens:>12.3g} {c.gpu_hours:>12.1f}")
+        lines.append(f"{c.run:<24} {c.scale:<8} {params:>26} {c.tokens:>12.3g} {c.gpu_hours:>12.1f}"
+                     f" {c.gpus:>5} {c.wall_hours:>8.1f} {c.job_minutes / 60:>8.1f} {c.jobs:>5}")
     total = sum(c.gpu_hours for c in costs)
     lines.append(f"{'total':<24} {'':<8} {'':>26} {sum(c.tokens for c in costs):>12.3g} {total:>12.1f}")
     return "\n".join(lines)

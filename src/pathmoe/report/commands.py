@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from pathmoe.eval.metrics import RECORD_COLUMNS  # the eval stage owns the records schema
-from pathmoe.report.aggregate import load_records
-from pathmoe.report.document import write_document
-from pathmoe.report.figures import render_figure
-from pathmoe.report.reference import load_reference
 from pathmoe.report.spec import FIGURES, TABLES, ReportSpec
-from pathmoe.report.tables import render_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The renderers (pandas, scipy, matplotlib) are imported by the command that uses them: each
+# report job is a process of its own, and `pathmoe --help` should not pay for any of them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,18 +69,28 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
 
 def _records(paths: list[Path]) -> pd.DataFrame:
     """The records of every given CSV in one frame (a table reads only its own runs' records)."""
+    import pandas as pd
+
+    from pathmoe.eval.metrics import RECORD_COLUMNS  # the eval stage owns the records schema
+    from pathmoe.report.aggregate import load_records
+
     if not paths:
         return pd.DataFrame(columns=list(RECORD_COLUMNS))
     return pd.concat([load_records(p) for p in paths], ignore_index=True)
 
 
 def _table(args: argparse.Namespace) -> None:
+    from pathmoe.report.reference import load_reference
+    from pathmoe.report.tables import render_table
+
     paths = render_table(args.name, ReportSpec.from_json(args.spec), _records(args.records), args.out_dir,
                          args.runs_dir, load_reference(args.reference))
     print("\n".join(str(p) for p in paths))
 
 
 def _figure(args: argparse.Namespace) -> None:
+    from pathmoe.report.figures import render_figure
+
     paths = render_figure(args.name, ReportSpec.from_json(args.spec), _records(args.records), args.runs_dir, args.out_dir)
     print("\n".join(str(p) for p in paths))
 
@@ -95,6 +104,7 @@ def _curves(args: argparse.Namespace) -> None:
 
 def _headlines(args: argparse.Namespace) -> None:
     from pathmoe.report.headlines import render_headlines
+    from pathmoe.report.reference import load_reference
 
     paths = render_headlines(ReportSpec.from_json(args.spec), _records(args.records), args.runs_dir, args.out_dir,
                              load_reference(args.reference))
@@ -109,4 +119,6 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _document(args: argparse.Namespace) -> None:
+    from pathmoe.report.document import write_document
+
     print(write_document(ReportSpec.from_json(args.spec), args.out_dir, args.curves))

@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true",
                    help="discard the run directory's checkpoints, exports, metrics and markers and train "
                         "from step 0 (the way out when they are missing or inconsistent)")
-    # The deepspeed launcher appends --local_rank=N; accept both spellings.
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stop-margin-s", type=float, default=None, metavar="SECONDS",
+                   help="under SLURM: checkpoint and stop (then requeue the job) when the job's time limit is "
+                        "less than this many seconds away; SIGUSR1/SIGTERM stop it at any time")
     p.set_defaults(func=_run)
 
     c = subparsers.add_parser("convert-checkpoint", help="make a run's newest DeepSpeed checkpoint resumable on "
@@ -50,15 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.local_rank is not None:
-        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     from pathmoe.train import NonFiniteLossError, train
+    from pathmoe.train.preempt import EXIT_STOPPED, TrainingStopped, requeue_self
 
     try:
-        summary = train(args.run_config, restart=args.restart)
+        summary = train(args.run_config, restart=args.restart, stop_margin_s=args.stop_margin_s)
     except NonFiniteLossError as exc:
         print(f"pathmoe train: error: {exc}", file=sys.stderr)
         return 3
+    except TrainingStopped as exc:
+        print(f"pathmoe train: {exc}", file=sys.stderr, flush=True)
+        if exc.reason != "SIGTERM":  # SIGTERM: SLURM is already ending (or requeueing) the job
+            requeue_self()
+        return EXIT_STOPPED
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2, sort_keys=True))
     return 0

@@ -18,6 +18,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list (`gpu[01-04]` -> `gpu01`): every rank computes the same one."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"MASTER_ADDR is unset under srun with several nodes and `scontrol show hostnames` "
+                         f"failed ({exc}); export MASTER_ADDR=<first node of {nodelist}>") from None
+    hosts = out.stdout.split()
+    if out.returncode != 0 or not hosts:
+        raise ValueError(f"MASTER_ADDR is unset under srun with several nodes and `scontrol show hostnames "
+                         f"{nodelist}` failed: {out.stderr.strip()}; export MASTER_ADDR=<its first node>")
+    return hosts[0]
+
+
 def setup_dist_env(env: dict[str, str] | None = None) -> dict[str, int]:
     """Fill the torch.distributed variables in `env` (default os.environ); return rank/world/local."""
     env = os.environ if env is None else env
@@ -27,12 +43,11 @@ def setup_dist_env(env: dict[str, str] | None = None) -> dict[str, int]:
             env["WORLD_SIZE"] = env["SLURM_NTASKS"]
             env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
             if "MASTER_ADDR" not in env:
-                nodes = env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", ""))
+                nodes = env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "")))
                 if nodes and "[" not in nodes and "," not in nodes:
                     env["MASTER_ADDR"] = nodes
                 elif int(env["WORLD_SIZE"]) > 1:
-                    raise ValueError("MASTER_ADDR is unset under srun with several nodes; export "
-                                     "MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)")
+                    env["MASTER_ADDR"] = _first_host(nodes)
             if "MASTER_PORT" not in env:
                 env["MASTER_PORT"] = str(29500 + int(env.get("SLURM_JOB_ID", "0")) % 1000)
         else:
@@ -65,3 +80,24 @@ def init_distributed(backend: str) -> dict[str, int]:
         else:
             deepspeed.init_distributed(dist_backend=backend)
     return info
+
+
+def cuda_index(env: dict[str, str] | None = None, device_count: int | None = None) -> int:
+    """The CUDA device this process trains on, for every GPU binding a launcher may give.
+
+    SLURM with `--ntasks-per-gpu=1` / `--gpu-bind=single:1` (or `--gpus-per-task=1`) shows each
+    task one device (CUDA_VISIBLE_DEVICES lists one): it is device 0, whatever LOCAL_RANK says.
+    torchrun, DeepSpeed's launcher and a plain `srun` show every GPU of the node: device LOCAL_RANK.
+    `device_count`: devices visible to this process (torch.cuda.device_count()).
+    """
+    env = os.environ if env is None else env
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    count = len(visible) if visible else device_count
+    if count == 1:
+        return 0
+    if count is not None and local_rank >= count:
+        raise ValueError(f"LOCAL_RANK={local_rank} but this process sees {count} CUDA device(s) "
+                         f"(CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '<unset>')}); give each task "
+                         "one GPU (--gpus-per-task=1) or all of the node's GPUs")
+    return local_rank

@@ -22,13 +22,15 @@ from tqdm import tqdm
 from pathmoe.io import atomic_write_json, read_json
 from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exports, prune_exports,
                                       reset_if_state_changed, rng_state, set_rng_state, state_change)
-from pathmoe.train.distenv import init_distributed, setup_dist_env
+from pathmoe.train.distenv import cuda_index, init_distributed, setup_dist_env
 from pathmoe.train.integrity import CheckpointRecorder, check_training_state, discard_training_state
 from pathmoe.train.dsconfig import build_ds_config
 from pathmoe.train.elastic import resume_plan
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
 from pathmoe.train.optim import build_optimizer
+from pathmoe.train.preempt import StopRequest, TrainingStopped
+from pathmoe.train.runlock import hold_run_lock, release_run_lock
 from pathmoe.train.runspec import load_run_config, source_step
 from pathmoe.train.sampler import sample_windows
 from pathmoe.train.schedule import lr_factor
@@ -48,7 +50,7 @@ def _device(spec: TrainSpec) -> torch.device:
     if spec.device == "cpu" or not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda", cuda_index(device_count=torch.cuda.device_count()))
 
 
 def _seed_all(seed: int) -> None:
@@ -132,8 +134,14 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False) -> dict[str, Any]:
+def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
+          stop_margin_s: float | None = None) -> dict[str, Any]:
     """Train (or resume) one run; return the summary also written to run_dir/train_summary.json.
+
+    SIGUSR1/SIGTERM, or (with `stop_margin_s`, under SLURM) the job's time limit less than
+    `stop_margin_s` seconds away, stop it at the next step boundary after a checkpoint
+    (TrainingStopped, pathmoe.train.preempt). Rank 0 holds <run_dir>/train.lock while training
+    (pathmoe.train.runlock): a second trainer on the same run directory fails at once.
 
     `restart` discards the run directory's training state (checkpoints, exports, metrics, markers,
     summary) and trains from step 0; without it, checkpoints whose markers are missing or
@@ -161,6 +169,8 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
     _check_layout(rc["model"], spec, world)
+    if os.environ["RANK"] == "0":
+        hold_run_lock(run_dir)  # before anything is written; released when training ends
     device = _device(spec)
     accum = spec.grad_accum(world)  # bad batch sizes fail before any process group exists
     rank = init_distributed("nccl" if device.type == "cuda" else "gloo")["rank"]
@@ -205,6 +215,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
     bar = tqdm(total=spec.steps, initial=start, disable=rank != 0 or not tty, desc=f"train {rc.get('run', '')}")
     last_log_t, last_log_step = time.perf_counter(), start
     last: dict[str, Any] = {}
+    stopper, stop = StopRequest(stop_margin_s).install(), False
     for step in range(start, spec.steps):
         n = step + 1  # number of optimizer steps done after this one
         log_step = n % spec.log_every == 0 or n == 1 or n == spec.steps
@@ -228,13 +239,19 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
                       f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
         if n % spec.export_every == 0 or n in spec.export_steps or n == spec.steps:
             _export(engine, spec, run_dir, data_dir, n, rank, recorder)
-        if n % spec.ckpt_every == 0 and n < spec.steps:
+        stop = n < spec.steps and stopper.poll(device)
+        if n < spec.steps and (n % spec.ckpt_every == 0 or stop):
             states: list[Any] = [None] * world
             _gather(states, rng_state())
             ckpts.save(engine, n, {"step": n, "rng": states})
+        if stop:
+            break
+    stopper.uninstall()
     bar.close()
     log.close()
     trackers.close()
+    if stop:
+        raise TrainingStopped(n, stopper.reason or "stop requested")
 
     per_gpu = meter.tokens_per_s()
     summary = {"steps": spec.steps, "tokens_per_s": per_gpu * world, "tokens_per_s_per_gpu": per_gpu,
@@ -246,6 +263,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False)
     if rank == 0:
         atomic_write_json(summary_path, summary)
     _barrier()
+    release_run_lock(run_dir)
     return summary
 
 
@@ -290,11 +308,16 @@ def _train_step(engine: Any, spec: TrainSpec, tokens: Any, seed: int, step: int,
     The loss check sits between the last backward and the update, so a NaN/inf step never
     changes the weights; losses are synced to the host once per step, not per micro-batch.
     """
+    import torch.distributed as dist
+
     n = step + 1
+    world = dist.get_world_size() if dist.is_initialized() else 1
     lm_parts, aux_parts, load, manual_norm = [], [], None, None
     lr = float(engine.get_lr()[0])  # the lr this update uses
     for micro in range(accum):
-        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, data_step, micro, rank)
+        # the step's global micro-batch index (micro-major): the same windows for any number of ranks
+        batch_index = micro * world + rank
+        window = sample_windows(tokens, spec.micro_batch_size, spec.seq_len + 1, seed, data_step, batch_index, 0)
         window = window.to(device)  # [B, seq_len + 1]
         routing = log_step and micro == 0
         out = engine(input_ids=window[:, :-1], output_routing=routing, routing_hook=hook)

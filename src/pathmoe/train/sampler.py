@@ -2,7 +2,9 @@
 
 Because the windows depend on nothing but those four integers, a resumed run sees exactly the
 batches the uninterrupted run would have seen, with no sampler state in the checkpoint; and
-ranks draw independent windows without any coordination.
+ranks draw independent windows without any coordination. The training loop passes the step's
+global micro-batch index (micro-step x world size + rank) with rank 0, so a step sees the same
+windows whatever the number of processes it is split over (1 rank x 2 micro-steps = 2 ranks x 1).
 """
 
 from __future__ import annotations
