@@ -178,6 +178,18 @@ def test_model_errors_name_the_section_that_holds_the_key():
     assert "scales.tiny.model + variants.indep" in msg and "top_k" in msg
 
 
+def test_expert_parallel_layout_errors_before_any_job():
+    def ep(size, zero=0):
+        def mutate(c):
+            c["scales"]["tiny"]["model"].update(dispatch="deepspeed", expert_parallel_size=size)
+            c["scales"]["tiny"].setdefault("train", {})["zero_stage"] = zero
+        return mutate
+
+    assert "model.expert_parallel_size=2 must divide the run's 1 training process(es)" in bad(ep(2))
+    msg = bad(ep(1, zero=3))
+    assert "train.zero_stage=3 with model.dispatch='deepspeed'" in msg and "zero_stage <= 2" in msg
+
+
 def test_config_commands_import_no_stage():
     """`pathmoe config get` runs inside analysis jobs and `config validate` before launching:
     neither may pay for torch, pandas or matplotlib."""

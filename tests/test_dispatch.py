@@ -117,7 +117,30 @@ def test_deepspeed_expert_params_are_marked_for_moe_param_groups(dist):
     groups = split_params_into_different_moe_groups_for_optimizer({"params": list(ffn.parameters()), "name": "all"})
     moe_groups = [g for g in groups if g.get("moe")]
     assert len(moe_groups) == 1 and {id(p) for p in moe_groups[0]["params"]} == {id(p) for p in ffn.experts.parameters()}
-    assert list(ffn.state_dict()) == ["experts.w_up", "experts.w_down"]  # same keys as dropless
+
+
+def test_deepspeed_state_dict_is_deepspeeds_per_expert_layout_and_restacks(dist):
+    """DeepSpeed writes one checkpoint file per expert only for keys `...deepspeed_experts.<j>...`
+    inside the MoE module; loading restacks them, and a stacked (dropless) state dict loads as is."""
+    from pathmoe.model.deepspeed_moe import dropless_state_dict
+
+    ffn = _ffn("deepspeed", capacity_factor=1.25)
+    per_expert = [f"ds.deepspeed_moe.experts.deepspeed_experts.{j}.{n}" for n in ("w_up", "w_down") for j in range(8)]
+    assert list(ffn.state_dict()) == per_expert
+    assert list(ffn.ds.state_dict()) == [k[len("ds."):] for k in per_expert]  # what the engine saves per expert
+    assert torch.equal(ffn.state_dict()["ds.deepspeed_moe.experts.deepspeed_experts.5.w_down"], ffn.experts.w_down[5])
+    other = _ffn("deepspeed", capacity_factor=1.25)
+    for p in other.parameters():
+        torch.nn.init.normal_(p)
+    ffn.load_state_dict(other.state_dict())  # per-expert entries -> stacked tensors
+    assert torch.equal(ffn.experts.w_up, other.experts.w_up) and torch.equal(ffn.experts.w_down, other.experts.w_down)
+    dropless = _ffn("dropless", capacity_factor=1.25)
+    for p in dropless.parameters():
+        torch.nn.init.normal_(p)
+    ffn.load_state_dict(dropless.state_dict())  # the dropless layout loads unchanged
+    assert torch.equal(ffn.experts.w_up, dropless.experts.w_up)
+    exported = dropless_state_dict(ffn)  # EP=1: every expert is local
+    assert list(exported) == ["experts.w_up", "experts.w_down"] and torch.equal(exported["experts.w_up"], dropless.experts.w_up)
 
 
 def test_model_logits_identical_across_dispatch_backends(dist):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -208,10 +209,13 @@ def test_deepspeed_checkpoint_loads_as_dropless_with_identical_weights(tmp_path)
     if not torch.distributed.is_initialized():  # (test_dispatch may have initialised it in this process)
         with pytest.raises(RuntimeError, match="dispatch='dropless'"):
             model(torch.randint(0, 64, (1, 4)))  # one clear line, not a DeepSpeed traceback
-    model.save_pretrained(tmp_path)
-    loaded = PathMoEForCausalLM.from_pretrained(tmp_path, dispatch="dropless")
+    model.save_pretrained(tmp_path)  # the dropless layout: every expert of a layer in one tensor
+    assert json.loads((tmp_path / "config.json").read_text())["dispatch"] == "dropless"
+    loaded = PathMoEForCausalLM.from_pretrained(tmp_path)
     assert loaded.config.dispatch == "dropless"
-    ref = model.state_dict()
+    from pathmoe.model.deepspeed_moe import dropless_state_dict
+
+    ref = dropless_state_dict(model)
     assert loaded.state_dict().keys() == ref.keys()
     assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # command name -> stage package owning it (imported only when that command runs: each pulls in
 # torch, lm-eval, matplotlib, ... and a Snakemake job should not pay for all of them).
-STAGES = {"data": "data", "train": "train", "bench": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
+STAGES = {"data": "data", "train": "train", "bench": "train", "convert-checkpoint": "train", "eval": "eval", "analyze": "analysis", "report": "report", "audit": "audit"}
 # Experiment-level commands defined here: they need no stage module (`config get` runs inside
 # analysis jobs, `config validate` and `plan` before launching).
 EXPERIMENT_COMMANDS = ("config", "plan")
@@ -55,14 +55,17 @@ def _cmd_config_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_text(exp: Experiment, gpu_flops: float | None = None, mfu: float | None = None) -> str:
-    """The GPU-hour table of every training run (`pathmoe plan` and `snakemake --config plan=1`);
-    `gpu_flops` and `mfu` default to the config's `cost` section."""
-    from pathmoe.cost import estimate_gpu_hours, format_plan
+def plan_text(exp: Experiment, gpu_flops: float | None = None, mfu: float | None = None,
+              gpu_mem_gib: float = 80.0) -> str:
+    """The per-GPU memory and GPU-hour tables of every training run (`pathmoe plan` and
+    `snakemake --config plan=1`); `gpu_flops` and `mfu` default to the config's `cost` section."""
+    from pathmoe.cost import estimate_gpu_hours, format_plan, memory_plans
+    from pathmoe.memory import format_memory
 
     gpu_flops = gpu_flops or exp.cost["gpu_flops"]
     mfu = mfu or exp.cost["mfu"]
-    text = format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu)
+    text = (format_memory(memory_plans(exp), gpu_mem_gib) + "\n\n"
+            + format_plan(estimate_gpu_hours(exp, gpu_flops, mfu), gpu_flops, mfu))
     shared = [f"{run} -> {spec.trained_by}" for run, spec in exp.runs.items() if spec.trained_by]
     if shared:  # above the table, whose last line stays the total
         text = "runs sharing another run's training (identical spec, trained once): " + ", ".join(shared) + "\n" + text
@@ -72,7 +75,7 @@ def plan_text(exp: Experiment, gpu_flops: float | None = None, mfu: float | None
 def _cmd_plan(args: argparse.Namespace) -> int:
     from pathmoe.config import find_config, load_experiment
 
-    print(plan_text(load_experiment(find_config(args.config)), args.gpu_flops, args.mfu))
+    print(plan_text(load_experiment(find_config(args.config)), args.gpu_flops, args.mfu, args.gpu_mem_gib))
     return 0
 
 
@@ -97,10 +100,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("key")
     p.set_defaults(func=_cmd_config_get)
 
-    p = sub.add_parser("plan", help="estimate GPU-hours of every training run of a config")
+    p = sub.add_parser("plan", help="estimate per-GPU memory and GPU-hours of every training run of a config")
     p.add_argument("--config", default="default", help="config name in configs/ or a path")
     p.add_argument("--gpu-flops", type=float, default=None, help="peak FLOP/s of one GPU (default: config cost.gpu_flops)")
     p.add_argument("--mfu", type=float, default=None, help="assumed model FLOPs utilisation (default: config cost.mfu)")
+    p.add_argument("--gpu-mem-gib", type=float, default=80.0, help="memory of one GPU for the fits column (default: 80)")
     p.set_defaults(func=_cmd_plan)
 
     for stage in dict.fromkeys(STAGES.values()):

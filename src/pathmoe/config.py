@@ -332,6 +332,9 @@ def _check_run_settings(base: str, model: dict, train: dict, resources: dict) ->
         _fail(f"runs.{base}.train.warmup_steps={train['warmup_steps']} exceeds train.steps={train['steps']}")
     merged = {**MODEL_DEFAULTS, **model}
     ep = merged["expert_parallel_size"]
+    if merged["dispatch"] == "deepspeed" and train["zero_stage"] > 2:
+        _fail(f"runs.{base}.train.zero_stage={train['zero_stage']} with model.dispatch='deepspeed': DeepSpeed's "
+              "MoE layers support ZeRO stages 0-2; use zero_stage <= 2 or dispatch: dropless")
     if merged["dispatch"] == "deepspeed" and ep > 1:
         procs = (resources["train"]["gpus"] or resources["train"]["tasks"]) * resources["train"]["nodes"]
         if procs % ep:

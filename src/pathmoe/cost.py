@@ -2,16 +2,22 @@
 
 Training dominates a reproduction's cost, so the estimate is the training FLOPs of every run
 (`pathmoe.flops`) at an assumed model FLOPs utilisation of a configurable per-GPU peak.
-Continuations (path-restricted runs) count only their own steps.
+Continuations (path-restricted runs) count only their own steps. Beside the cost, the plan
+shows each training's per-GPU memory at its layout (pathmoe.memory).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pathmoe.config import Experiment
 from pathmoe.flops import run_gpu_hours, train_tokens
+
+if TYPE_CHECKING:
+    from pathmoe.memory import MemoryPlan
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,18 @@ class RunCost:
 
 def parameter_counts(model: dict) -> dict[str, int]:
     """Total and active parameters of a model config, built on the meta device (no memory)."""
+    return dict(_parameter_counts(tuple(sorted(model.items()))))
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_counts(items: tuple) -> tuple:
+    """Cached by config: the plan asks once for the memory table and once for the GPU-hours."""
     import torch
 
     from pathmoe.model import PathMoEConfig, PathMoEForCausalLM
 
     with torch.device("meta"):
-        return PathMoEForCausalLM(PathMoEConfig(**model)).parameter_counts()
+        return tuple(PathMoEForCausalLM(PathMoEConfig(**dict(items))).parameter_counts().items())
 
 
 def run_vocab_size(exp: Experiment, run: str) -> int:
@@ -69,6 +81,21 @@ def estimate_gpu_hours(exp: Experiment, gpu_flops: float, mfu: float) -> list[Ru
                              counts["total"], counts["active"], max(1, res["gpus"] * res["nodes"]),
                              res["runtime"], res["stop_margin_s"]))
     return costs
+
+
+def memory_plans(exp: Experiment) -> list[tuple[str, "MemoryPlan"]]:
+    """Per-GPU training memory of every training of `exp` at its layout (pathmoe.memory)."""
+    from pathmoe.memory import per_gpu_memory
+    from pathmoe.model_rules import MODEL_DEFAULTS
+
+    rows = []
+    for run in exp.trained_runs:
+        spec = exp.runs[run]
+        model = {**spec.model, "vocab_size": run_vocab_size(exp, run)}  # the same key as estimate_gpu_hours
+        ranks = spec.resources["train"]["gpus"] * spec.resources["train"]["nodes"] or 1
+        total = parameter_counts(model)["total"]
+        rows.append((run, per_gpu_memory({**MODEL_DEFAULTS, **model}, spec.train, ranks, total)))
+    return rows
 
 
 def format_plan(costs: list[RunCost], gpu_flops: float, mfu: float) -> str:

@@ -43,10 +43,16 @@ def verify_export(ckpt_dir: str | os.PathLike) -> Path:
 
 def load_export(ckpt_dir: str | os.PathLike, **kwargs: Any):
     """`PathMoEForCausalLM.from_pretrained(ckpt_dir, **kwargs)` after `verify_export`; a file that
-    cannot be read (a damaged header, a bad config.json) is a one-line ValueError."""
+    cannot be read (a damaged header, a bad config.json) is a one-line ValueError.
+
+    The model is built with the dropless dispatch whatever dispatch trained it: exports hold every
+    expert in the dropless layout, and the deepspeed dispatch would need a process group (and drop
+    tokens beyond its capacity), which evaluation and the analyses must not depend on.
+    """
     from pathmoe.model import PathMoEForCausalLM
 
     ckpt = verify_export(ckpt_dir)
+    kwargs = {"dispatch": "dropless", "expert_parallel_size": 1, **kwargs}
     try:
         return PathMoEForCausalLM.from_pretrained(str(ckpt), **kwargs)
     except Exception as exc:  # safetensors, json and transformers each raise their own types

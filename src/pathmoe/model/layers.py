@@ -114,9 +114,12 @@ class MoEFeedForward(nn.Module):
         n_local = cfg.n_experts // cfg.expert_parallel_size if cfg.dispatch == "deepspeed" else cfg.n_experts
         self.experts = Experts(n_local, cfg.d_model, cfg.expert_hidden, cfg.expert_activation)
         if cfg.dispatch == "deepspeed":
-            from .deepspeed_moe import DeepSpeedDispatch  # deepspeed imported only when used
+            from .deepspeed_moe import DeepSpeedDispatch, expert_parallel_rank, use_deepspeed_layout  # only when used
 
+            self.experts.first = expert_parallel_rank(cfg.expert_parallel_size) * n_local
+            self.experts.total = cfg.n_experts
             self.ds = DeepSpeedDispatch(self.experts, cfg.n_experts, cfg.capacity_factor, cfg.expert_parallel_size)
+            use_deepspeed_layout(self)  # per-expert checkpoint files (pathmoe.model.deepspeed_moe)
 
     def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x [N, d], decision [N, k] -> [N, d]."""

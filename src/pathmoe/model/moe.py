@@ -32,6 +32,9 @@ class Experts(nn.Module):
         up = 2 * hidden if activation == "swiglu" else hidden
         self.w_up = nn.Parameter(torch.empty(n_experts, d_model, up))  # [E, d, H]
         self.w_down = nn.Parameter(torch.empty(n_experts, hidden, d_model))  # [E, h, d]
+        # Expert parallelism: these are global experts first .. first+n_experts-1 of `total`; the
+        # initial weights are those slices of the full tensors (pathmoe.model.transformer).
+        self.first, self.total = 0, n_experts
 
     @property
     def n_experts(self) -> int:

@@ -89,6 +89,13 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
+        elif isinstance(module, Experts) and module.total > module.n_experts:
+            # an expert-parallel shard: the slice of the full [E, ...] draw, so the model starts from the
+            # same weights on any number of ranks (and each rank's experts differ)
+            lo, hi = module.first, module.first + module.n_experts
+            with torch.no_grad():
+                for p in (module.w_up, module.w_down):
+                    p.copy_(p.new_empty((module.total, *p.shape[1:])).normal_(0.0, std)[lo:hi])
         elif isinstance(module, Experts):
             init.normal_(module.w_up, mean=0.0, std=std)
             init.normal_(module.w_down, mean=0.0, std=std)
@@ -105,6 +112,25 @@ class PathMoEForCausalLM(PreTrainedModel, GenerationMixin):
                 init.uniform_(p, -bound, bound)
         elif isinstance(module, LinearRouter):  # incl. the frozen random routers
             init.normal_(module.weight, mean=0.0, std=std)
+
+    def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):  # type: ignore[override]
+        """`PreTrainedModel.save_pretrained`, always in the dropless layout: a deepspeed-dispatch model
+        writes every layer's experts as one [E, ...] tensor (`dropless_state_dict`, a collective under
+        expert parallelism, unless `state_dict` is given) and a config saying `dispatch: dropless`,
+        so any process loads it without DeepSpeed or a process group."""
+        if self.config.dispatch == "dropless":
+            return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        import copy
+
+        from .deepspeed_moe import dropless_state_dict
+
+        if state_dict is None:
+            state_dict = dropless_state_dict(self)
+        out = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        config = copy.deepcopy(self.config)
+        config.dispatch, config.expert_parallel_size = "dropless", 1
+        config.save_pretrained(save_directory)
+        return out
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute attention and expert activations in backward (trades compute for memory)."""

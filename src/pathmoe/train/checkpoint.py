@@ -58,6 +58,11 @@ class ResumeCheckpoints:
         marker = self.dir / MARKER
         return list(read_json(marker)["tags"]) if marker.exists() else []
 
+    def world_sizes(self) -> dict[str, int]:
+        """{tag: number of ranks that saved it} (tags saved before this was recorded are absent)."""
+        marker = self.dir / MARKER
+        return dict(read_json(marker).get("world_sizes", {})) if marker.exists() else {}
+
     def latest(self) -> str | None:
         """The newest complete tag, or None for a fresh run."""
         tags = self.complete_tags()
@@ -73,7 +78,12 @@ class ResumeCheckpoints:
             forget(self.dir / tag)  # a torn save from a killed run: start it clean
         if dist.is_initialized():
             dist.barrier()
-        engine.save_checkpoint(str(self.dir), tag=tag, client_state=client_state, save_latest=False)
+        from pathmoe.train.elastic import universal_info
+
+        # what `pathmoe convert-checkpoint` needs; DeepSpeed's MoE save reserves the key (and its
+        # universal conversion does not cover MoE experts)
+        extra = {} if getattr(engine, "has_moe_layers", False) else universal_info()
+        engine.save_checkpoint(str(self.dir), tag=tag, client_state={**client_state, **extra}, save_latest=False)
         if dist.is_initialized():
             dist.barrier()
         cache = shared_hashes(self.dir / tag) if self.recorder is not None else None  # every rank hashes a share
@@ -81,7 +91,9 @@ class ResumeCheckpoints:
             if self.recorder is not None:
                 self.recorder.record(self.dir / tag, started, cache)  # before the marker lists the tag
             tags = [t for t in self.complete_tags() if t != tag] + [tag]
-            atomic_write_json(self.dir / MARKER, {"tags": tags[-KEEP_DS:]})
+            sizes = {**self.world_sizes(), tag: dist.get_world_size() if dist.is_initialized() else 1}
+            atomic_write_json(self.dir / MARKER, {"tags": tags[-KEEP_DS:],
+                                                  "world_sizes": {t: sizes[t] for t in tags[-KEEP_DS:] if t in sizes}})
             for old in self.dir.glob("step_*"):  # pruned tags, and leftovers of a crash while pruning
                 if old.is_dir() and old.name not in tags[-KEEP_DS:]:
                     forget(old)
@@ -119,7 +131,12 @@ def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
               state_dict: dict[str, torch.Tensor] | None = None,
               recorder: CheckpointRecorder | None = None) -> Path:
     """Write `hf/step_<step>/` atomically: save_pretrained + the tokenizer files copied in; with a
-    `recorder`, then its hash record (the old record goes first, so none describes other bytes)."""
+    `recorder`, then its hash record (the old record goes first, so none describes other bytes).
+
+    Exports are always in the dropless layout (all experts of a layer in one [E, ...] tensor, config
+    `dispatch: dropless`; `PathMoEForCausalLM.save_pretrained`): training passes a deepspeed-dispatch
+    model's `state_dict` from `pathmoe.model.deepspeed_moe.dropless_state_dict`, gathered on every
+    rank of its expert-parallel group before rank 0 writes."""
     target = hf_dir / f"step_{step}"
     started = datetime.now(timezone.utc)
     if recorder is not None:
@@ -127,7 +144,7 @@ def export_hf(model: Any, hf_dir: Path, step: int, tokenizer_dir: Path | None,
 
         record_path(target).unlink(missing_ok=True)
     with atomic_path(target) as tmp:
-        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)  # dropless layout
         if tokenizer_dir is not None and tokenizer_dir.is_dir():
             for f in tokenizer_dir.iterdir():
                 if f.is_file():

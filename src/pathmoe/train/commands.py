@@ -20,6 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "less than this many seconds away; SIGUSR1/SIGTERM stop it at any time")
     p.set_defaults(func=_run)
 
+    c = subparsers.add_parser("convert-checkpoint", help="make a run's newest DeepSpeed checkpoint resumable on "
+                              "another number of ranks (DeepSpeed universal checkpoint)",
+                              description="Convert <run-dir>/ds_ckpt/step_<N> (the newest complete tag) into "
+                                          "step_<N>_universal with deepspeed.checkpoint.ds_to_universal; the next "
+                                          "`pathmoe train` on a different number of ranks resumes from it "
+                                          "(ZeRO 1-2 runs; docs/training.md).")
+    c.add_argument("--run-dir", required=True, help="the run directory (holds ds_ckpt/ and train_config.json)")
+    c.add_argument("--workers", type=int, default=1, help="parallel extract/merge processes (default: 1)")
+    c.set_defaults(func=_convert)
+
     b = subparsers.add_parser("bench", help="training throughput (tokens/s/GPU, MFU, peak memory) of configured runs",
                               description="Train each named run of a config for a few steps on synthetic tokens "
                                           "through the real training path and report tokens/s per GPU, MFU and "
@@ -56,6 +66,13 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from pathmoe.train.elastic import convert_checkpoint
+
+    print(convert_checkpoint(args.run_dir, args.workers))
     return 0
 
 

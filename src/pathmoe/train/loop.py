@@ -25,6 +25,7 @@ from pathmoe.train.checkpoint import (ResumeCheckpoints, export_hf, existing_exp
 from pathmoe.train.distenv import cuda_index, init_distributed, setup_dist_env
 from pathmoe.train.integrity import CheckpointRecorder, check_training_state, discard_training_state
 from pathmoe.train.dsconfig import build_ds_config
+from pathmoe.train.elastic import resume_plan
 from pathmoe.train.measure import Throughput, peak_mem_gib
 from pathmoe.train.metrics import MetricsLog, expert_load
 from pathmoe.train.optim import build_optimizer
@@ -74,6 +75,19 @@ def _build_model(rc: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     return PathMoEForCausalLM(PathMoEConfig(**kwargs))
 
 
+def _check_layout(model: dict[str, Any], spec: TrainSpec, world: int) -> None:
+    """One-line errors for a parallel layout DeepSpeed would reject with an assertion deep inside."""
+    if model.get("dispatch") != "deepspeed":
+        return
+    ep = int(model.get("expert_parallel_size", 1))
+    if world % ep:
+        raise ValueError(f"model.expert_parallel_size={ep} must divide the number of ranks ({world}); launch a "
+                         f"multiple of {ep} processes")
+    if spec.zero_stage > 2:
+        raise ValueError(f"train.zero_stage={spec.zero_stage} with model.dispatch='deepspeed': DeepSpeed's MoE "
+                         "layers support ZeRO stages 0-2")
+
+
 def _all_mean(values: list[float], device: torch.device) -> list[float]:
     """Mean of each value over ranks (one small all-reduce; a no-op with one process)."""
     import torch.distributed as dist
@@ -86,9 +100,28 @@ def _all_mean(values: list[float], device: torch.device) -> list[float]:
 
 
 def _grad_norm_fp32(module: torch.nn.Module) -> float:
-    """Global L2 grad norm at the accumulation boundary (ZeRO-0 fp32, where DeepSpeed keeps none)."""
-    sq = [p.grad.detach().float().pow(2).sum() for p in module.parameters() if p.grad is not None]
-    return math.sqrt(float(torch.stack(sq).sum())) if sq else 0.0
+    """Global L2 grad norm at the accumulation boundary (ZeRO-0 fp32, where DeepSpeed keeps none).
+
+    With expert parallelism each rank holds only its experts' gradients: their squared norm is
+    summed over the expert-parallel group (every rank calls this), the rest is replicated.
+    """
+    from pathmoe.model.deepspeed_moe import expert_parallel_group
+
+    sq = torch.zeros((), dtype=torch.float64)
+    for p in module.parameters():
+        if p.grad is not None and getattr(p, "allreduce", True):
+            sq += p.grad.detach().double().pow(2).sum().cpu()
+    groups: dict[Any, list[torch.nn.Module]] = {}
+    for m in module.modules():
+        if getattr(m, "dispatch", None) == "deepspeed" and hasattr(m, "ds"):
+            groups.setdefault(expert_parallel_group(m)[0], []).append(m)
+    for group, ffns in groups.items():
+        local = sum((p.grad.detach().double().pow(2).sum() for f in ffns for p in f.experts.parameters()
+                     if p.grad is not None), torch.zeros((), dtype=torch.float64, device=ffns[0].experts.w_up.device))
+        if group is not None:
+            torch.distributed.all_reduce(local, group=group)
+        sq += local.cpu()
+    return math.sqrt(float(sq))
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -137,6 +170,7 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
             return read_json(summary_path)  # finished run on the same spec and data: training is idempotent
 
     world = setup_dist_env()["world_size"]  # maps srun's SLURM_* so LOCAL_RANK is known below
+    _check_layout(rc["model"], spec, world)
     if os.environ["RANK"] == "0":
         hold_run_lock(run_dir)  # before anything is written; released when training ends
     device = _device(spec)
@@ -155,14 +189,19 @@ def train(run_config: dict[str, Any] | str | os.PathLike, restart: bool = False,
             atomic_write_json(run_dir / "train_config.json", rc)
     _barrier()
 
+    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
+    tag = ckpts.latest()
+    if tag is not None:  # on another number of ranks: as it is, as a universal checkpoint, or a one-line refusal
+        tag, universal = resume_plan(run_dir, tag, ckpts.world_sizes().get(tag), world, spec.zero_stage,
+                                     rc["model"].get("dispatch", "dropless"))
+        if universal:
+            ds_config["checkpoint"] = {"load_universal": True}
     engine, train_tokens, hook = _build_engine(rc, spec, ds_config, device, rank)
     seed = int(rc.get("seed", 0))
     # A continuation (Table 3) draws the windows the source run would have drawn next.
     data_offset = source_step(rc["init_from"]) if rc.get("init_from") else 0
 
-    ckpts = ResumeCheckpoints(run_dir / "ds_ckpt", rank, recorder)
     start = 0
-    tag = ckpts.latest()
     if tag is not None:
         client = ckpts.load(engine, tag)
         start = int(client["step"])
@@ -325,8 +364,13 @@ def _barrier() -> None:
 
 def _export(engine: Any, spec: TrainSpec, run_dir: Path, data_dir: Path, step: int, rank: int,
             recorder: CheckpointRecorder) -> None:
-    """HF export of the current weights and its hash record (rank 0 writes; ZeRO-3 gathers the shards first)."""
+    """HF export of the current weights and its hash record (rank 0 writes; ZeRO-3 gathers the shards
+    first; the deepspeed dispatch gathers every rank's experts into the dropless layout)."""
     state_dict = engine._zero3_consolidated_16bit_state_dict() if spec.zero_stage == 3 else None
+    if engine.module.config.dispatch == "deepspeed":
+        from pathmoe.model.deepspeed_moe import dropless_state_dict
+
+        state_dict = dropless_state_dict(engine.module)  # collective over each expert-parallel group
     if rank == 0:
         export_hf(engine.module, run_dir / "hf", step, data_dir / "tokenizer", state_dict=state_dict,
                   recorder=recorder)

@@ -39,15 +39,25 @@ def init_identity(data_identity: str, init: dict[str, Any] | None) -> str:
 
 
 def load_init_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Copy every weight of the HF export `checkpoint` into `model` (shapes must match exactly)."""
+    """Copy every weight of the HF export `checkpoint` into `model` (shapes must match exactly; an
+    expert-parallel rank of the deepspeed dispatch takes its slice of each layer's experts)."""
     from pathmoe.model.export import load_export
 
     ckpt = Path(checkpoint)
     if not (ckpt / "config.json").is_file():
         raise FileNotFoundError(f"init_from.checkpoint={str(ckpt)!r} is not an HF export (no config.json)")
     source = load_export(ckpt)
+    state = source.state_dict()
+    for name, module in model.named_modules():  # an expert-parallel rank takes its slice of every layer's experts
+        experts = getattr(module, "experts", None)
+        if getattr(experts, "total", 0) > getattr(experts, "n_experts", 0):
+            lo, hi = experts.first, experts.first + experts.n_experts
+            for pname in ("w_up", "w_down"):
+                key = f"{name}.experts.{pname}"
+                if key in state and state[key].shape[0] == experts.total:
+                    state[key] = state[key][lo:hi]
     try:
-        model.load_state_dict(source.state_dict(), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise ValueError(f"init_from.checkpoint={str(ckpt)!r} does not match the run's model config: "
