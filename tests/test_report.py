@@ -581,7 +581,8 @@ def test_stats_mean_ci_and_paired_difference_per_metric(tmp_path):
             atomic_write_json(a / "robustness.json", {"p": [0.0, 1.0], "degradation_pct": [0.0, 100.0 * (seed + 1)]})
     cfg = {"tasks": [{"task": "arc_easy", "metric": "acc_norm", "label": "ARC-E"}],
            "stats": {"reference": "indep", "rows": [{"label": "Indep-MoE", "run": "indep"}, {"label": "PathB4-MoE", "run": "pathb4"},
-                                                    {"label": "PathB4-MoE (LBL)", "run": "pathb4_lbl", "vs": "pathb4"}]}}
+                                                    {"label": "PathB4-MoE (LBL)", "run": "pathb4_lbl", "vs": "pathb4"},
+                                                    {"label": "PathB4-MoE vs LBL", "run": "pathb4", "vs": "pathb4_lbl"}]}}
     groups = {b: [f"{b}_s{s}" for s in range(3)] for b in values}
     spec = parse_report_spec(cfg, set(records["run"]), run_groups=groups)
     assert spec.stats_runs() == ["indep", "pathb4", "pathb4_lbl"]
@@ -599,6 +600,7 @@ def test_stats_mean_ci_and_paired_difference_per_metric(tmp_path):
     h = data["paired"]["PathB4-MoE"]["routing_entropy_bits"]
     assert h["mean_diff"] == pytest.approx(-1.0667, abs=1e-3) and h["p_value"] < 0.01
     assert data["paired"]["PathB4-MoE (LBL)"]["vs"] == "PathB4-MoE"  # a row's own reference
+    assert data["paired"]["PathB4-MoE vs LBL"]["vs"] == "PathB4-MoE (LBL)"  # a run listed twice keeps its first name
     assert data["paired"]["PathB4-MoE (LBL)"]["arc_easy"]["mean_diff"] == pytest.approx(100 * (-0.01 - 0.03 + 0.0) / 3)
     assert "Indep-MoE" not in data["paired"]  # the reference itself: mean and CI only
     md = "\n".join(markdown_stats(data))

@@ -98,7 +98,9 @@ def stats_table(spec: ReportSpec, records: pd.DataFrame, runs_dir: Path) -> dict
     rows = spec.stats_rows()
     reference = cfg.get("reference", rows[0]["run"])
     labels = metric_labels(spec)
-    label_of = {r["run"]: r["label"] for r in rows}
+    label_of: dict[str, str] = {}  # a run listed twice (against two references) is named by its first row
+    for r in rows:
+        label_of.setdefault(r["run"], r["label"])
     values = {}
     for run in dict.fromkeys([r["run"] for r in rows] + [reference] + [r["vs"] for r in rows if "vs" in r]):
         values[run] = per_seed_values(spec, records, runs_dir, run, f"stats row {label_of.get(run, run)!r}")
