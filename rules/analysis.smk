@@ -10,7 +10,7 @@ RULE_ANALYSES = [kind for kind in TRACE_ANALYSES if kind != "top-paths"]
 
 def selected_checkpoint(selected_json):
     """Shell snippet printing the checkpoint directory that model selection chose (`selected_json` is
-    a quoted placeholder; the command substitution's output is quoted as one word)."""
+    a quoted `{...:q}` field; the command substitution's output is quoted as one word)."""
     return f'"$(pathmoe config get {selected_json} checkpoint)"'
 
 

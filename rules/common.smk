@@ -58,14 +58,14 @@ def stage_resource(stage, key):
     return resource
 
 
-# Shell commands: every value goes through a `{...:q}` placeholder (quoted by Snakemake), never
+# Shell commands: every value goes through a `{...:q}` field (quoted by Snakemake), never
 # pasted into the command string; tests/test_integrity.py checks every rule for it.
 WRITE_SPEC = "printf '%s\\n' {params.spec:q} > {output:q}.tmp && mv {output:q}.tmp {output:q}"
 
 
 def recorded(cmd, deterministic=False, reads=""):
     """Wrap a stage command so its outputs get provenance records (pathmoe audit record).
-    `reads`: a quoted placeholder (`{params.reads:q}`) naming files the command reads besides its
+    `reads`: a quoted field (`{params.reads:q}`) naming files the command reads besides its
     rule inputs (the data files behind a data stamp), hashed into the record and staged when the
     audit re-executes the job."""
     flag = " --deterministic" if deterministic else ""
